@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 import warnings
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ async def _compose_problem() -> str | None:
     try:
         await _probe(COMPOSE_URL, timeout=1.5, what="the compose server")
     except DatabaseConfigError as err:
-        if "cannot reach" in str(err):
+        if "cannot reach the server" in str(err):
             return "nothing answers on localhost:5432"
         return "a server on localhost:5432 refuses the compose credentials"
     return None
@@ -156,7 +157,7 @@ async def _probe(url: str, *, timeout: float, what: str) -> None:
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - every failure becomes one clear sentence
+    except Exception as err:
         raise DatabaseConfigError(_explain(err, what, shown)) from None
     finally:
         await engine.dispose()
@@ -171,23 +172,21 @@ def _explain(err: BaseException, what: str, shown: str) -> str:
         cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
     names = {type(e).__name__ for e in chain}
     message = " ".join(str(e) for e in chain)
-    unset = "or unset DATABASE_URL to use the embedded server" if what == "DATABASE_URL" else ""
+    root = chain[-1]
+    also = ", or unset DATABASE_URL to use the embedded server" if what == "DATABASE_URL" else ""
+
     if "InvalidPasswordError" in names or "password authentication failed" in message:
-        return (f"{what} ({shown}): wrong password (password authentication failed). "
-                f"Fix the password in the URL, {unset}".rstrip(", ") + ".")
-    if "InvalidCatalogNameError" in names or "does not exist" in message and "database" in message:
-        return (f"{what} ({shown}): that database does not exist. Create it "
-                f"(createdb) or fix the name in the URL, {unset}".rstrip(", ") + ".")
-    if "InvalidAuthorizationSpecificationError" in names:
-        return (f"{what} ({shown}): the server rejects this user ({chain[-1]}). "
-                f"Fix the user name, {unset}".rstrip(", ") + ".")
-    if names & {"OSError", "ConnectionRefusedError", "TimeoutError", "gaierror",
-                "ConnectionError", "CancelledError", "FileNotFoundError"} or isinstance(
-                    chain[-1], OSError | TimeoutError):
-        return (f"{what} ({shown}): cannot reach the server ({chain[-1]!s:.120}). "
-                "Start it (make db, or docker compose up -d --wait), "
-                f"check host and port, {unset}".rstrip(", ") + ".")
-    return f"{what} ({shown}): cannot connect: {type(chain[-1]).__name__}: {chain[-1]!s:.200}"
+        problem, fix = "wrong password (password authentication failed)", "Fix the password"
+    elif "InvalidCatalogNameError" in names or re.search(r"database .* does not exist", message):
+        problem, fix = "that database does not exist", "Create it (createdb) or fix its name"
+    elif "InvalidAuthorizationSpecificationError" in names:
+        problem, fix = f"the server rejects this user ({root})", "Fix the user name"
+    elif isinstance(root, OSError | TimeoutError) or names & {"TimeoutError", "gaierror"}:
+        problem = f"cannot reach the server ({str(root)[:120]})"
+        fix = "Start it (make db, or docker compose up -d --wait), check host and port"
+    else:
+        return f"{what} ({shown}): cannot connect: {type(root).__name__}: {str(root)[:200]}"
+    return f"{what} ({shown}): {problem}. {fix}{also}."
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tutorial_kit.models import Author, Book, Review
+from tutorial_kit.models import Author, Book
 
 _FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret",
           "Dennis", "Radia", "Tony", "Katherine", "John", "Hedy", "Niklaus", "Sophie", "Guido"]

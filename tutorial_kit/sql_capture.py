@@ -55,7 +55,9 @@ class QueryLog:
 
 
 @contextmanager
-def capture_sql(engine: AsyncEngine, *, echo: bool = False, params: bool = False) -> Iterator[QueryLog]:
+def capture_sql(
+    engine: AsyncEngine, *, echo: bool = False, params: bool = False
+) -> Iterator[QueryLog]:
     """Record every statement ``engine`` executes inside the block.
 
     ``echo=True`` prints them when the block ends.

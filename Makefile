@@ -1,0 +1,54 @@
+# Two commands on a fresh machine:  make lab   and   make test
+# Both create or refresh .venv/ first. DATABASE_URL, if set, always wins.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOK ?= notebooks/00_start_here.ipynb
+PORT ?= 8888
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lab test test-matrix lint strip db db-stop reset-db benchmark student html clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; run: make PYTHON=python3.12 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(STAMP) ## create or refresh .venv/ from the pinned requirements
+
+lab: venv ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
+	$(BIN)/python -m tutorial_kit up
+	$(BIN)/jupyter lab --port=$(PORT) $(NOTEBOOK)
+
+test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
+	$(BIN)/python -m pytest
+
+lint: venv ## ruff on the code and the notebooks
+	$(BIN)/ruff check .
+
+strip: venv ## remove outputs and execution counts from the notebooks before committing
+	$(BIN)/python scripts/strip_notebooks.py
+
+db: venv ## make sure a PostgreSQL is running and say which one
+	$(BIN)/python -m tutorial_kit up
+
+db-stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/)
+	$(BIN)/python -m tutorial_kit stop
+
+reset-db: venv ## drop every schema the tutorial created (nothing else)
+	$(BIN)/python -m tutorial_kit reset
+
+benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
+	$(BIN)/python scripts/benchmark.py
+
+clean: ## remove build output (not .venv/ or .pgdata/)
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,113 @@
+"""Execute a notebook headless with nbclient, the way the tests and the benchmark need.
+
+One kernel per call; the notebook can be run several times in it (``passes``)
+to prove it is re-runnable, with a hook between passes (the tests count the
+server connections left open there). The kernel's RSS is sampled throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+
+
+def notebook_paths() -> list[Path]:
+    """Every lesson notebook, in reading order."""
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+@dataclass
+class CellTiming:
+    index: int
+    seconds: float
+    first_line: str
+
+
+@dataclass
+class NotebookRun:
+    path: Path
+    nb: nbformat.NotebookNode
+    passes: list[list[CellTiming]] = field(default_factory=list)
+    pass_seconds: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    def slowest(self) -> CellTiming:
+        return max((c for p in self.passes for c in p), key=lambda c: c.seconds)
+
+
+async def run_notebook(
+    path: Path,
+    *,
+    env: dict[str, str],
+    passes: int = 1,
+    after_pass: Callable[[int], Awaitable[None]] | None = None,
+    timeout: int = 120,
+    nb: nbformat.NotebookNode | None = None,
+) -> NotebookRun:
+    """Execute ``path`` ``passes`` times in one fresh kernel; raise on any error output."""
+    nb = nb if nb is not None else nbformat.read(path, as_version=4)
+    run = NotebookRun(path, nb)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    async with client.async_setup_kernel(env=env):
+        assert client.kc is not None and client.km is not None
+        await client.kc.kernel_info()
+        pid = client.km.provisioner.pid  # type: ignore[union-attr]
+        sampler = asyncio.create_task(_sample_rss(pid, run))
+        try:
+            for n in range(passes):
+                client.reset_execution_trackers()
+                timings: list[CellTiming] = []
+                start = time.perf_counter()
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    t0 = time.perf_counter()
+                    await client.async_execute_cell(cell, index,
+                                                    execution_count=client.code_cells_executed + 1)
+                    first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+                    timings.append(CellTiming(index, time.perf_counter() - t0, first[:60]))
+                run.pass_seconds.append(time.perf_counter() - start)
+                run.passes.append(timings)
+                if after_pass is not None:
+                    await after_pass(n)
+        finally:
+            sampler.cancel()
+            _sample_once(pid, run)
+    return run
+
+
+def _sample_once(pid: int, run: NotebookRun) -> None:
+    try:
+        rss = psutil.Process(pid).memory_info().rss / 1_000_000
+    except psutil.Error:
+        return
+    run.peak_rss_mb = max(run.peak_rss_mb, rss)
+
+
+async def _sample_rss(pid: int, run: NotebookRun) -> None:
+    while True:
+        _sample_once(pid, run)
+        await asyncio.sleep(0.05)
+
+
+def stderr_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Warnings or tracebacks a reader would see on stderr (progress bars are fine)."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                if any(w in text for w in ("Warning", "Traceback", "Error")):
+                    found.append(f"cell {i}: {text.strip()[:300]}")
+    return found

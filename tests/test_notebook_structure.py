@@ -1,0 +1,126 @@
+"""Static checks of every notebook: committed clean, the template, the exercises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from notebook_runner import notebook_paths
+
+NOTEBOOKS = notebook_paths()
+IDS = [p.stem for p in NOTEBOOKS]
+ASYNCIO_RUN_ALLOWED = {"00_start_here", "09_nest_asyncio"}
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def markdown(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def tagged(nb: nbformat.NotebookNode, tag: str) -> list[int]:
+    return [i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", [])]
+
+
+def test_numbering_is_contiguous() -> None:
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(len(numbers))), f"gaps or duplicates in {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = load(path)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"cells {dirty} have outputs or execution counts: run `make strip`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_kernelspec_python3(path: Path) -> None:
+    spec = load(path).metadata.get("kernelspec", {})
+    assert spec.get("name") == "python3", "JupyterLab would ask the reader to pick a kernel"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_template_sections(path: Path) -> None:
+    nb = load(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.name[:2]} "), (
+        "the first cell is the title: '# NN · Title'"
+    )
+    text = markdown(nb)
+    for heading in ("## Overview", "## Prerequisites", "## Imports", "## Summary",
+                    "## What's next", "## Resources"):
+        assert re.search(rf"^{re.escape(heading)}\s*$", text, re.M), f"missing {heading!r}"
+    assert re.search(r"\*\*Time to learn\*\*: \d+ minutes", text), "missing 'Time to learn'"
+    assert "docs.sqlalchemy.org" in text, "Resources should link to the SQLAlchemy docs"
+    order = [text.index(h) for h in ("## Overview", "## Prerequisites", "## Imports",
+                                     "## Summary", "## What's next", "## Resources")]
+    assert order == sorted(order), "template sections are out of order"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_whats_next_links_forward(path: Path) -> None:
+    text = markdown(load(path))
+    nxt = text[text.index("## What's next"):]
+    later = [p for p in NOTEBOOKS if p.name > path.name]
+    if later:
+        assert later[0].name in nxt, f"'What's next' should link to {later[0].name}"
+    for target in re.findall(r"\]\(([0-9]{2}_[^)#]+\.ipynb)", text):
+        assert (path.parent / target).exists(), f"link to missing notebook {target}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_ends_by_disposing_the_engine(path: Path) -> None:
+    code = code_cells(load(path))
+    source = "\n".join(c.source for c in code)
+    if "create_async_engine(" in source:
+        assert "await engine.dispose()" in code[-1].source, (
+            "the last code cell should be `await engine.dispose()`"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_asyncio_run_outside_its_lessons(path: Path) -> None:
+    if path.stem in ASYNCIO_RUN_ALLOWED:
+        return
+    source = "\n".join(c.source for c in code_cells(load(path)))
+    assert "asyncio.run(" not in source, "use top-level await, not asyncio.run()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_cell_magics_that_reject_await(path: Path) -> None:
+    for cell in code_cells(load(path)):
+        if "await " in cell.source:
+            assert not re.search(r"^\s*%%?(time|timeit)\b", cell.source, re.M), (
+                "%%time/%timeit reject await; use tutorial_kit.measure.timer()"
+            )
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 2],
+                         ids=[p.stem for p in NOTEBOOKS if int(p.name[:2]) >= 2])
+def test_exercises(path: Path) -> None:
+    """Each exercise: markdown `exercise`, code `scaffold`, hidden `solution`, `check`."""
+    nb = load(path)
+    exercises = tagged(nb, "exercise")
+    assert len(exercises) >= 2, "every lesson from 02 on has at least 2 exercises"
+    for i in exercises:
+        kinds = [nb.cells[j] for j in range(i, i + 4)]
+        tags = [c.metadata.get("tags", []) for c in kinds]
+        assert kinds[0].cell_type == "markdown"
+        assert "scaffold" in tags[1] and kinds[1].cell_type == "code", f"cell {i + 1}: scaffold"
+        assert "solution" in tags[2] and kinds[2].cell_type == "code", f"cell {i + 2}: solution"
+        assert kinds[2].metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"cell {i + 2}: the solution must start hidden (metadata.jupyter.source_hidden)"
+        )
+        assert "check" in tags[3] and "check(" in kinds[3].source, f"cell {i + 3}: check"

@@ -1,0 +1,78 @@
+"""Execute every notebook: fresh kernel, then a rerun in the same kernel.
+
+Each notebook runs against two servers: (a) the embedded PostgreSQL found with
+no DATABASE_URL, and (b) a password-auth server given by DATABASE_URL that
+already holds a reader's tables (public.a, public.b, ...), standing in for
+compose or an existing server. Any error output fails; so do warnings on
+stderr, server connections left open after a pass, and any change to the
+reader's tables. New notebooks are picked up with no new test code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import READER_SNAPSHOT_SQL, kernel_env
+from notebook_runner import notebook_paths, run_notebook, stderr_problems
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tutorial_kit.database import start_embedded
+
+NOTEBOOKS = notebook_paths()
+OPEN_CONNECTIONS_SQL = text(
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+async def open_connections(url: str) -> int:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(OPEN_CONNECTIONS_SQL))
+    finally:
+        await engine.dispose()
+
+
+def execute(path: Path, env: dict[str, str], url: str) -> None:
+    leaks: list[str] = []
+
+    async def after_pass(n: int) -> None:
+        # Give the server a moment to notice closed sockets before counting.
+        for _ in range(20):
+            count = await open_connections(url)
+            if count == 0:
+                return
+            await asyncio.sleep(0.1)
+        leaks.append(f"pass {n + 1}: {count} server connection(s) still open at the end")
+
+    run = asyncio.run(run_notebook(path, env=env, passes=2, after_pass=after_pass))
+    assert not leaks, leaks
+    problems = stderr_problems(run.nb)
+    assert not problems, "stderr output a reader would see:\n" + "\n".join(problems)
+
+
+def test_notebooks_found() -> None:
+    assert len(NOTEBOOKS) >= 2, "expected notebooks/00_… and 01_…"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
+    """(a) No DATABASE_URL: the notebook finds the embedded server by itself."""
+    url = start_embedded(embedded_pgdata)
+    execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url)
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_database_url(path: Path, password_server, reader_snapshot: str) -> None:
+    """(b) DATABASE_URL names a password-auth server that holds a reader's tables."""
+    execute(path, kernel_env(DATABASE_URL=password_server.url), password_server.url)
+    assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot, (
+        "the notebook changed tables it did not create"
+    )
