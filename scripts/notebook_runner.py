@@ -61,7 +61,6 @@ async def run_notebook(
                             resources={"metadata": {"path": str(path.parent)}})
     async with client.async_setup_kernel(env=env):
         assert client.kc is not None and client.km is not None
-        await client.kc.kernel_info()
         pid = client.km.provisioner.pid  # type: ignore[union-attr]
         sampler = asyncio.create_task(_sample_rss(pid, run))
         try:

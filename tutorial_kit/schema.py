@@ -29,19 +29,21 @@ def _checked(name: str) -> str:
 
 async def reset_schema(conn: AsyncConnection, name: str) -> None:
     """Drop the tutorial schema ``name`` with everything in it, then create it empty."""
+    name = _checked(name)
     await drop_schema(conn, name)
-    await conn.execute(text(f"CREATE SCHEMA {_checked(name)}"))
+    await conn.execute(text(f"CREATE SCHEMA {name}"))
     await conn.execute(text(f"COMMENT ON SCHEMA {name} IS '{MARKER}'"))
 
 
 async def drop_schema(conn: AsyncConnection, name: str) -> bool:
     """Drop ``name`` if the tutorial created it; True if something was dropped."""
+    name = _checked(name)  # before any SQL: the name is interpolated into DDL below
     comment = await conn.scalar(
         text(
             "SELECT coalesce(obj_description(oid, 'pg_namespace'), '') "
             "FROM pg_namespace WHERE nspname = :name"
         ),
-        {"name": _checked(name)},
+        {"name": name},
     )
     if comment is None:
         return False

@@ -1,0 +1,73 @@
+"""The notebook harness itself must be able to fail: prove it on tiny notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import kernel_env
+from nbclient.exceptions import CellExecutionError
+from test_notebooks import execute
+
+from tutorial_kit.database import start_embedded
+
+HEADER = (
+    "from sqlalchemy import text\n"
+    "from sqlalchemy.ext.asyncio import create_async_engine\n"
+    "from tutorial_kit import database_url\n"
+    "engine = create_async_engine(database_url())\n"
+)
+QUERY = "async with engine.connect() as c:\n    await c.execute(text('SELECT 1'))"
+
+
+def notebook(tmp_path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(HEADER), *map(nbformat.v4.new_code_cell, cells)]
+    path = tmp_path / "99_probe.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def embedded(embedded_pgdata: Path) -> tuple[dict[str, str], str]:
+    url = start_embedded(embedded_pgdata)
+    return kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url
+
+
+def test_clean_notebook_passes(tmp_path: Path, embedded) -> None:
+    env, url = embedded
+    path = notebook(tmp_path, QUERY, "await engine.dispose()")
+    execute(path, env, url)
+
+
+def test_error_output_fails(tmp_path: Path, embedded) -> None:
+    env, url = embedded
+    path = notebook(tmp_path, "1 / 0", "await engine.dispose()")
+    with pytest.raises(CellExecutionError, match="ZeroDivisionError"):
+        execute(path, env, url)
+
+
+def test_open_connection_fails(tmp_path: Path, embedded) -> None:
+    env, url = embedded
+    path = notebook(tmp_path, QUERY)
+    with pytest.raises(AssertionError, match="still open"):
+        execute(path, env, url)
+
+
+def test_stderr_warning_fails(tmp_path: Path, embedded) -> None:
+    env, url = embedded
+    path = notebook(tmp_path, "import warnings\nwarnings.warn('careful', RuntimeWarning)",
+                    "await engine.dispose()")
+    with pytest.raises(AssertionError, match="stderr"):
+        execute(path, env, url)
+
+
+def test_not_rerunnable_fails(tmp_path: Path, embedded) -> None:
+    env, url = embedded
+    path = notebook(tmp_path, "assert 'ran_once' not in globals()\nran_once = True",
+                    "await engine.dispose()")
+    with pytest.raises(CellExecutionError, match="AssertionError"):
+        execute(path, env, url)

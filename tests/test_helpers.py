@@ -1,0 +1,120 @@
+"""Unit tests for the plumbing: schema safety, SQL capture, seed data, exercises, measuring."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import selectinload
+
+from tutorial_kit.database import start_embedded
+from tutorial_kit.exercises import ExerciseNotDone, check
+from tutorial_kit.measure import peak_memory, rss_mb, timer
+from tutorial_kit.models import Author, Base
+from tutorial_kit.schema import ForeignSchemaError, drop_schema, reset_schema, tutorial_schemas
+from tutorial_kit.seed import load_dataset, make_dataset, make_objects
+from tutorial_kit.sql_capture import capture_sql
+
+SCHEMA = "tutorial_unit"
+
+
+def engine_for(url: str, schema: str = SCHEMA) -> AsyncEngine:
+    return create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+
+
+@pytest.fixture
+def url(embedded_pgdata: Path) -> str:
+    return start_embedded(embedded_pgdata)
+
+
+def test_reset_schema_never_drops_a_foreign_schema(url: str) -> None:
+    async def scenario() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA IF EXISTS tutorial_readers CASCADE"))
+                await conn.execute(text("CREATE SCHEMA tutorial_readers"))
+                await conn.execute(text("CREATE TABLE tutorial_readers.keep (x int)"))
+            async with engine.begin() as conn:
+                with pytest.raises(ForeignSchemaError, match="not created by this tutorial"):
+                    await reset_schema(conn, "tutorial_readers")
+            async with engine.begin() as conn:
+                assert await conn.scalar(text("SELECT count(*) FROM tutorial_readers.keep")) == 0
+                await conn.execute(text("DROP SCHEMA tutorial_readers CASCADE"))
+                await reset_schema(conn, SCHEMA)
+                assert SCHEMA in await tutorial_schemas(conn)
+                assert await drop_schema(conn, SCHEMA) is True
+                assert await drop_schema(conn, SCHEMA) is False
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_schema_names_are_validated() -> None:
+    with pytest.raises(ValueError):
+        asyncio.run(reset_schema(None, "public; DROP TABLE x"))  # type: ignore[arg-type]
+
+
+def test_capture_sql_counts_round_trips_and_seed_loads(url: str, capsys) -> None:
+    data = make_dataset(20, books_per_author=3, reviews_per_book=2)
+
+    async def scenario() -> tuple[int, int, int]:
+        engine = engine_for(url)
+        try:
+            async with engine.begin() as conn:
+                await reset_schema(conn, SCHEMA)
+                await conn.run_sync(Base.metadata.create_all)
+                await load_dataset(conn, data)
+            session_factory = async_sessionmaker(engine, expire_on_commit=False)
+            async with session_factory() as session:
+                with capture_sql(engine, echo=True) as log:
+                    authors = (await session.scalars(
+                        select(Author).options(selectinload(Author.books)).order_by(Author.id)
+                    )).all()
+                books = sum(len(a.books) for a in authors)
+                # ids continue after the COPY-loaded rows
+                new = Author(name="n", country="GB", books=[])
+                session.add(new)
+                await session.commit()
+                async with engine.begin() as conn:
+                    await drop_schema(conn, SCHEMA)
+                return log.count, books, new.id
+        finally:
+            await engine.dispose()
+
+    count, books, new_id = asyncio.run(scenario())
+    assert count == 2 and books == 60 and new_id == 21
+    out = capsys.readouterr().out
+    assert "-- [1]" in out and "-- 2 round trips" in out
+
+
+def test_dataset_is_deterministic_and_sized() -> None:
+    a, b = make_dataset(10, 4, 3, seed=7), make_dataset(10, 4, 3, seed=7)
+    assert a == b and a != make_dataset(10, 4, 3, seed=8)
+    assert (len(a.authors), len(a.books), len(a.reviews)) == (10, 40, 120)
+    assert a.total_rows == 170
+    objects = make_objects(a)
+    assert len(objects) == 10 and sum(len(x.books) for x in objects) == 40
+
+
+def test_check_passes_and_fails_friendly(capsys) -> None:
+    check("Exercise 1", [1, 2], lambda v: v == [1, 2], "hint")
+    assert "✓ Exercise 1" in capsys.readouterr().out
+    with pytest.raises(ExerciseNotDone, match="no answer yet") as info:
+        check("Exercise 1", None, lambda v: v == [1, 2], "Use selectinload.")
+    assert info.value._render_traceback_() == [f"✗ {info.value}"]
+    with pytest.raises(ExerciseNotDone, match=r"not quite. Use"):
+        check("Exercise 1", [3], lambda v: v == [1, 2], "Use selectinload.")
+    with pytest.raises(ExerciseNotDone, match="raised TypeError"):
+        check("Exercise 1", 5, lambda v: len(v) == 2, "hint")
+
+
+def test_timer_and_memory() -> None:
+    with timer() as t, peak_memory() as m:
+        blob = [bytes(1000) for _ in range(5000)]
+    assert t.seconds > 0 and m.mb > 4 and len(blob) == 5000
+    assert rss_mb() > 10
