@@ -8,6 +8,7 @@ server connections left open there). The kernel's RSS is sampled throughout.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ async def run_notebook(
         finally:
             sampler.cancel()
             _sample_once(pid, run)
+    # The kernel is already shut down; nbclient's own exit hook would try again and fail.
+    atexit.unregister(client._cleanup_kernel)
     return run
 
 
