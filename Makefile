@@ -50,5 +50,11 @@ reset-db: venv ## drop every schema the tutorial created (nothing else)
 benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
 	$(BIN)/python scripts/benchmark.py
 
+student: venv ## student copies without solutions, in build/student/ (for handing out)
+	$(BIN)/python scripts/make_student.py
+
+html: venv ## execute every notebook and render static HTML handouts in build/html/
+	$(BIN)/python scripts/build_html.py
+
 clean: ## remove build output (not .venv/ or .pgdata/)
 	rm -rf build .pytest_cache .ruff_cache

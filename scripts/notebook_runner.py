@@ -54,11 +54,13 @@ async def run_notebook(
     after_pass: Callable[[int], Awaitable[None]] | None = None,
     timeout: int = 120,
     nb: nbformat.NotebookNode | None = None,
+    allow_errors: bool = False,
 ) -> NotebookRun:
     """Execute ``path`` ``passes`` times in one fresh kernel; raise on any error output."""
     nb = nb if nb is not None else nbformat.read(path, as_version=4)
     run = NotebookRun(path, nb)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
     async with client.async_setup_kernel(env=env):
         assert client.kc is not None and client.km is not None
