@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOK ?= notebooks/00_start_here.ipynb
 PORT ?= 8888
+# Jupyter refuses to run as root (containers, CI) unless told it is deliberate.
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-matrix lint strip db db-stop reset-db benchmark student html clean
@@ -27,7 +29,7 @@ venv: $(STAMP) ## create or refresh .venv/ from the pinned requirements
 
 lab: venv ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
 	$(BIN)/python -m tutorial_kit up
-	$(BIN)/jupyter lab --port=$(PORT) $(NOTEBOOK)
+	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) $(NOTEBOOK)
 
 test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
