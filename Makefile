@@ -29,7 +29,7 @@ venv: $(STAMP) ## create or refresh .venv/ from the pinned requirements
 
 lab: venv ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
 	$(BIN)/python -m tutorial_kit up
-	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) $(NOTEBOOK)
+	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
