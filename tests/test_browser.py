@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 
+VISIBLE_CELL = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell"
 # JavaScript run in the page; `jupyterapp` is exposed by --LabApp.expose_app_in_browser.
 KERNEL_STATE_JS = """() => {
   if (document.querySelector('.jp-Dialog')) return 'dialog';
@@ -170,7 +171,7 @@ def test_binder_link_opens_in_lab(lab: str, browser) -> None:
     page = browser.new_page()
     try:
         page.goto(f"{base}/lab/tree/{target}?token={token}")
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        page.wait_for_selector(VISIBLE_CELL, timeout=60_000)
         title = page.evaluate("() => window.jupyterapp.shell.currentWidget.title.label")
         assert title == Path(target).name
         page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
@@ -184,8 +185,13 @@ def test_run_all_in_jupyterlab(path: Path, lab: str, browser) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{base}/lab/tree/notebooks/{path.name}?token={token}")
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        # A workspace of its own, so JupyterLab does not restore earlier notebooks' tabs.
+        page.goto(f"{base}/lab/workspaces/{path.stem}/tree/notebooks/{path.name}?token={token}")
+        try:
+            page.wait_for_selector(VISIBLE_CELL, timeout=60_000)
+        except Exception:
+            page.screenshot(path=SHOTS / f"{path.stem}-not-opened.png")
+            raise
         state = page.wait_for_function(KERNEL_STATE_JS, timeout=60_000).json_value()
         if state == "dialog":
             page.screenshot(path=SHOTS / f"{path.stem}-dialog.png")
