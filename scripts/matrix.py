@@ -69,7 +69,8 @@ def find_python(version: str, override: str | None) -> str:
     candidates = [override] if override else []
     if not override and f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         candidates.append(getattr(sys, "_base_executable", sys.executable))
-    candidates += PYTHON_311 if version == "3.11" else PYTHON_312
+    if not override:  # an explicit interpreter is used as given, or the row fails
+        candidates += PYTHON_311 if version == "3.11" else PYTHON_312
     for cand in candidates:
         path = shutil.which(cand) if cand and "/" not in cand else cand
         if path and os.access(path, os.X_OK):
