@@ -12,7 +12,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-matrix lint strip db db-stop reset-db benchmark student html clean
+.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student html clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ lab: venv ## start PostgreSQL (compose or embedded) and open JupyterLab on noteb
 
 test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
+
+test-matrix: venv ## the series on SQLAlchemy 2.0/2.1, PostgreSQL 15/18, Python 3.11/3.12
+	$(BIN)/python scripts/matrix.py
+
+binder-like: venv ## the series as Binder runs it: unprivileged user, environment.yml, embedded PostgreSQL
+	$(BIN)/python scripts/binder_like.py
 
 lint: venv ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
