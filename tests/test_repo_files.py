@@ -128,3 +128,13 @@ def test_ruff_is_clean_on_code_and_notebooks() -> None:
     out = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", str(REPO)],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_instructor_guide_covers_every_notebook_and_faq() -> None:
+    guide = (REPO / "docs" / "instructor-guide.md").read_text()
+    for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"(../notebooks/{nb.name})" in guide, f"instructor guide misses {nb.name}"
+    for item in ("5432", "PostgreSQL 17", "culled", "Kernel Restarting", "skipped a notebook",
+                 "DATABASE_URL", "proxy", "make reset-db", "2 hours", "4 hours",
+                 "docker compose pull", "make test"):
+        assert item in guide, f"instructor guide lacks {item!r}"
