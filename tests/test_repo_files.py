@@ -90,7 +90,8 @@ def test_readme_quick_start_is_the_two_commands() -> None:
     assert block, "README needs a Quick start code block"
     commands = [ln.split("#")[0].strip() for ln in block.group(1).splitlines() if ln.strip()]
     assert commands == ["make lab", "make test"]
-    assert readme.index("## Quick start") < readme.index("##", readme.index("# ") + 2) + 1
+    first_section = re.search(r"^## .*$", readme, re.M).group(0)
+    assert first_section == "## Quick start", "the quick start must come first"
 
 
 def test_readme_make_commands_exist() -> None:
