@@ -12,7 +12,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student html clean
+.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor html clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,8 +58,11 @@ reset-db: venv ## drop every schema the tutorial created (nothing else)
 benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
 	$(BIN)/python scripts/benchmark.py
 
-student: venv ## student copies without solutions, in build/student/ (for handing out)
-	$(BIN)/python scripts/make_student.py
+student: venv ## learner copies with no solution text at all, in build/student/
+	$(BIN)/python scripts/exercise_builds.py student
+
+instructor: venv ## copies with every scaffold filled by its solution, in build/instructor/
+	$(BIN)/python scripts/exercise_builds.py instructor
 
 html: venv ## execute every notebook and render static HTML handouts in build/html/
 	$(BIN)/python scripts/build_html.py

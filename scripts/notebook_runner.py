@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,4 +115,29 @@ def stderr_problems(nb: nbformat.NotebookNode) -> list[str]:
                 text = out.get("text", "")
                 if any(w in text for w in ("Warning", "Traceback", "Error")):
                     found.append(f"cell {i}: {text.strip()[:300]}")
+    return found
+
+
+VERDICT = re.compile(r"^([✓✗]) Exercise (\d+): (correct|not yet)\b.*$", re.M)
+
+
+def check_verdicts(nb: nbformat.NotebookNode) -> list[tuple[int, str, str]]:
+    """``(cell index, line, "correct" | "not yet")`` for every executed ``check`` cell.
+
+    A check cell must print exactly one verdict line; a cell that printed none
+    (or an error) is reported with the verdict ``"missing"``.
+    """
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if "check" not in cell.metadata.get("tags", []):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "stream")
+        lines = VERDICT.findall(text)
+        if len(lines) != 1:
+            found.append((i, text.strip()[:200], "missing"))
+            continue
+        mark, _number, verdict = lines[0]
+        line = next(ln for ln in text.splitlines() if ln.startswith(mark))
+        found.append((i, line, verdict))
     return found

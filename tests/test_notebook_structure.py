@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from exercise_builds import exercises, solution_code
 from notebook_runner import notebook_paths
 
 NOTEBOOKS = notebook_paths()
@@ -110,17 +111,28 @@ def test_no_cell_magics_that_reject_await(path: Path) -> None:
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 2],
                          ids=[p.stem for p in NOTEBOOKS if int(p.name[:2]) >= 2])
 def test_exercises(path: Path) -> None:
-    """Each exercise: markdown `exercise`, code `scaffold`, hidden `solution`, `check`."""
+    """Each exercise: `exercise` prompt, `scaffold` code, collapsed `solution`, `check`."""
     nb = load(path)
-    exercises = tagged(nb, "exercise")
-    assert len(exercises) >= 2, "every lesson from 02 on has at least 2 exercises"
-    for i in exercises:
-        kinds = [nb.cells[j] for j in range(i, i + 4)]
-        tags = [c.metadata.get("tags", []) for c in kinds]
-        assert kinds[0].cell_type == "markdown"
-        assert "scaffold" in tags[1] and kinds[1].cell_type == "code", f"cell {i + 1}: scaffold"
-        assert "solution" in tags[2] and kinds[2].cell_type == "code", f"cell {i + 2}: solution"
-        assert kinds[2].metadata.get("jupyter", {}).get("source_hidden") is True, (
-            f"cell {i + 2}: the solution must start hidden (metadata.jupyter.source_hidden)"
+    found = exercises(nb)  # raises on a broken four-cell layout
+    assert len(found) >= 2, "every lesson from 02 on has at least 2 exercises"
+    assert [ex.number for ex in found] == list(range(1, len(found) + 1)), "number them 1, 2, …"
+    for ex in found:
+        scaffold = nb.cells[ex.scaffold].source
+        assert re.search(rf"^\s*ex{ex.number} = None\b", scaffold, re.M), (
+            f"exercise {ex.number}: the scaffold leaves ex{ex.number} = None for the learner"
         )
-        assert "check" in tags[3] and "check(" in kinds[3].source, f"cell {i + 3}: check"
+        solution = nb.cells[ex.solution].source.strip()
+        assert solution.startswith("<details><summary>Solution</summary>") and \
+            solution.endswith("</details>"), f"exercise {ex.number}: solution not collapsed"
+        assert solution_code(nb.cells[ex.solution]).strip(), "empty solution"
+        check = nb.cells[ex.check].source
+        assert re.search(rf"^check\({ex.number},", check, re.M), (
+            f"exercise {ex.number}: the check cell calls check({ex.number}, …)"
+        )
+        prompt = nb.cells[ex.prompt].source
+        assert "```" not in prompt, f"exercise {ex.number}: the prompt shows code; hint instead"
+    for ex in found:
+        later = "\n".join(c.source for c in nb.cells[ex.check + 1:] if c.cell_type == "code")
+        assert not re.search(rf"\bex{ex.number}\b", later), (
+            f"a cell after exercise {ex.number} uses its answer; nothing may depend on it"
+        )

@@ -5,7 +5,9 @@ no DATABASE_URL, and (b) a password-auth server given by DATABASE_URL that
 already holds a reader's tables (public.a, public.b, ...), standing in for
 compose or an existing server. Any error output fails; so do warnings on
 stderr, server connections left open after a pass, and any change to the
-reader's tables. New notebooks are picked up with no new test code.
+reader's tables, and any exercise check that does not print "not yet" (the
+committed notebooks hold no answers). New notebooks are picked up with no new
+test code.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import READER_SNAPSHOT_SQL, kernel_env
-from notebook_runner import notebook_paths, run_notebook, stderr_problems
+from notebook_runner import check_verdicts, notebook_paths, run_notebook, stderr_problems
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -54,6 +56,10 @@ def execute(path: Path, env: dict[str, str], url: str) -> None:
     assert not leaks, leaks
     problems = stderr_problems(run.nb)
     assert not problems, "stderr output a reader would see:\n" + "\n".join(problems)
+    # The committed notebooks are the learner's: no exercise is answered in them.
+    answered = [f"cell {i}: {line!r}" for i, line, verdict in check_verdicts(run.nb)
+                if verdict != "not yet"]
+    assert not answered, "every check should print its 'not yet' line:\n" + "\n".join(answered)
 
 
 def test_notebooks_found() -> None:

@@ -1,0 +1,147 @@
+"""The exercises, in the three directions a learner and an instructor meet them.
+
+1. **Committed notebooks** (what a learner opens): Run All prints "not yet"
+   for every check. That is asserted in ``test_notebooks.execute``, on every run.
+2. **Wrong answers**: in one kernel per notebook, each exercise's check is run
+   after the untouched scaffold, after every plausible wrong answer listed in
+   ``tests/wrong_answers/NN_name.yml``, and after the solution. Only the
+   solution may get ✓.
+3. **Builds**: ``make instructor`` copies pass every check top to bottom;
+   ``make student`` copies contain no line of any solution.
+
+A wrong-answers file maps each exercise number to a list of answers::
+
+    1:
+      - why: joinedload where the prompt asks for selectinload
+        code: |
+          ex1 = ...
+
+Each ``code`` replaces the scaffold cell's whole source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from conftest import kernel_env
+from exercise_builds import build, exercises, solution_code
+from notebook_runner import REPO, check_verdicts, notebook_paths, run_notebook
+
+from tutorial_kit.database import start_embedded
+
+WRONG_DIR = REPO / "tests" / "wrong_answers"
+LESSONS = [p for p in notebook_paths()
+           if exercises(nbformat.read(p, as_version=4))]
+IDS = [p.stem for p in LESSONS]
+
+
+def wrong_answers(path: Path) -> dict[int, list[dict[str, str]]]:
+    source = WRONG_DIR / f"{path.stem}.yml"
+    assert source.exists(), f"{source.relative_to(REPO)} lists no wrong answers"
+    data = yaml.safe_load(source.read_text()) or {}
+    return {int(k): v for k, v in data.items()}
+
+
+def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, str]]]:
+    """The notebook with each exercise tried several ways before its real check cell.
+
+    Returns the notebook and, for each check cell in it, in order, the
+    verdict it must print and what was tried.
+    """
+    nb = nbformat.read(path, as_version=4)
+    wrong = wrong_answers(path)
+    by_scaffold = {ex.scaffold: ex for ex in exercises(nb)}
+    numbers = sorted(ex.number for ex in by_scaffold.values())
+    assert sorted(wrong) == numbers, f"wrong answers for exercises {sorted(wrong)}, " \
+                                     f"the notebook has {numbers}"
+    cells, expected = [], []
+    for i, cell in enumerate(nb.cells):
+        ex = by_scaffold.get(i)
+        if ex is None:
+            if "check" not in cell.metadata.get("tags", []):
+                cells.append(cell)
+            continue
+        check = nb.cells[ex.check]
+        tries = [("not yet", "the untouched scaffold", cell.source)]
+        assert wrong[ex.number], f"exercise {ex.number}: list at least one wrong answer"
+        tries += [("not yet", f"wrong answer: {w['why']}", w["code"]) for w in wrong[ex.number]]
+        tries.append(("correct", "the solution", solution_code(nb.cells[ex.solution])))
+        for verdict, what, code in tries:
+            cells.append(nbformat.v4.new_code_cell(code))
+            cells.append(nbformat.from_dict({**check, "metadata": {**check.metadata}}))
+            expected.append((verdict, f"exercise {ex.number}, {what}"))
+    nb.cells = cells
+    return nb, expected
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", LESSONS, ids=IDS)
+def test_checks_reject_wrong_answers_and_accept_the_solution(path: Path,
+                                                            embedded_pgdata: Path) -> None:
+    start_embedded(embedded_pgdata)
+    nb, expected = trial_notebook(path)
+    run = asyncio.run(run_notebook(path, nb=nb,
+                                   env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
+    got = check_verdicts(run.nb)
+    assert len(got) == len(expected)
+    wrong = [f"{what}: expected {verdict!r}, printed {line!r}"
+             for (verdict, what), (_, line, seen) in zip(expected, got, strict=True)
+             if seen != verdict]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.fixture(scope="module")
+def instructor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("instructor")
+    build("instructor", out)
+    return out
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", LESSONS, ids=IDS)
+def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Path,
+                                            embedded_pgdata: Path) -> None:
+    start_embedded(embedded_pgdata)
+    copy = instructor_dir / path.name
+    run = asyncio.run(run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
+    verdicts = check_verdicts(run.nb)
+    assert len(verdicts) == len(exercises(nbformat.read(path, as_version=4)))
+    failing = [line for _, line, verdict in verdicts if verdict != "correct"]
+    assert not failing, failing
+
+
+def distinctive_lines(code: str) -> list[str]:
+    """Solution lines long and specific enough that finding one means a leak."""
+    return [ln.strip() for ln in code.splitlines()
+            if len(ln.strip()) >= 20 and not ln.strip().startswith("#")]
+
+
+def test_student_copies_contain_no_solution_text(tmp_path: Path) -> None:
+    written = build("student", tmp_path)
+    assert [p.name for p in written] == [p.name for p in notebook_paths()]
+    for path in LESSONS:
+        original = nbformat.read(path, as_version=4)
+        copy_text = (tmp_path / path.name).read_text()
+        copy = nbformat.reads(copy_text, as_version=4)
+        visible = "\n".join(c.source for c in copy.cells)
+        for ex in exercises(original):
+            lines = [ln for ln in distinctive_lines(solution_code(original.cells[ex.solution]))
+                     if not _elsewhere(original, ex.solution, ln)]
+            assert lines, f"{path.name} exercise {ex.number}: no solution line to trace"
+            leaked = [ln for ln in lines if ln in visible]
+            assert not leaked, f"{path.name} exercise {ex.number} leaks: {leaked}"
+        assert "<details>" not in visible.split("## Exercises", 1)[-1], \
+            f"{path.name}: a collapsed block survived in the student copy"
+        for tag in ("exercise", "scaffold", "check"):
+            assert sum(tag in c.metadata.get("tags", []) for c in copy.cells) == \
+                sum(tag in c.metadata.get("tags", []) for c in original.cells)
+
+
+def _elsewhere(nb: nbformat.NotebookNode, solution: int, line: str) -> bool:
+    """True if ``line`` also appears in a non-solution cell (a line the lesson teaches)."""
+    return any(line in c.source for i, c in enumerate(nb.cells)
+               if i != solution and "solution" not in c.metadata.get("tags", []))
