@@ -6,16 +6,19 @@ already holds a reader's tables (public.a, public.b, ...), standing in for
 compose or an existing server. Any error output fails; so do warnings on
 stderr, server connections left open after a pass, and any change to the
 reader's tables, and any exercise check that does not print "not yet" (the
-committed notebooks hold no answers). New notebooks are picked up with no new
+committed notebooks hold no answers), or any claim listed in tests/claims/ that
+the outputs no longer back. New notebooks are picked up with no new
 test code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import READER_SNAPSHOT_SQL, kernel_env
 from notebook_runner import check_verdicts, notebook_paths, run_notebook, stderr_problems
 from sqlalchemy import text
@@ -25,6 +28,7 @@ from sqlalchemy.pool import NullPool
 from tutorial_kit.database import start_embedded
 
 NOTEBOOKS = notebook_paths()
+CLAIMS = Path(__file__).resolve().parent / "claims"
 OPEN_CONNECTIONS_SQL = text(
     "SELECT count(*) FROM pg_stat_activity "
     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
@@ -60,6 +64,50 @@ def execute(path: Path, env: dict[str, str], url: str) -> None:
     answered = [f"cell {i}: {line!r}" for i, line, verdict in check_verdicts(run.nb)
                 if verdict != "not yet"]
     assert not answered, "every check should print its 'not yet' line:\n" + "\n".join(answered)
+    wrong = claim_problems(path, run.nb)
+    assert not wrong, "claims the outputs no longer back:\n" + "\n".join(wrong)
+
+
+def output_text(nb) -> str:
+    """Everything the code cells printed or displayed as text, in order."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            elif "data" in out:
+                parts.append(out["data"].get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def claim_problems(path: Path, nb) -> list[str]:
+    """Check the claims listed in tests/claims/<notebook>.yml against the outputs.
+
+    Each entry: ``claim`` (the sentence the notebook makes), ``pattern`` (a regex
+    with named groups, searched in the outputs), and optionally ``min`` / ``max``
+    (group -> number) and ``equal`` (pairs of groups that must match).
+    """
+    source = CLAIMS / f"{path.stem}.yml"
+    if not source.exists():
+        return []
+    text = output_text(nb)
+    problems = []
+    for entry in yaml.safe_load(source.read_text()) or []:
+        found = re.search(entry["pattern"], text, re.M)
+        if found is None:
+            problems.append(f"{entry['claim']}: no output matches {entry['pattern']!r}")
+            continue
+        groups = found.groupdict()
+        for name, bound in (entry.get("min") or {}).items():
+            if float(groups[name]) < bound:
+                problems.append(f"{entry['claim']}: {name}={groups[name]} < {bound}")
+        for name, bound in (entry.get("max") or {}).items():
+            if float(groups[name]) > bound:
+                problems.append(f"{entry['claim']}: {name}={groups[name]} > {bound}")
+        for a, b in entry.get("equal") or []:
+            if groups[a] != groups[b]:
+                problems.append(f"{entry['claim']}: {a}={groups[a]} but {b}={groups[b]}")
+    return problems
 
 
 def test_notebooks_found() -> None:
