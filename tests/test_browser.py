@@ -7,8 +7,10 @@ page, fails on a kernel-selection dialog, clicks Run → Run All Cells, waits
 for the kernel to go idle with every code cell executed, fails on any error
 output, and saves a screenshot under build/screenshots/.
 
-Without Chromium the tests skip, unless TUTORIAL_BROWSER_TESTS=required (set
-by .ci/run), where a missing browser is a failure.
+Chromium comes from tests/browser.py: without it the tests skip, unless
+TUTORIAL_BROWSER_TESTS=required (set by .ci/run), where a missing browser fails.
+Each Run All must also leave every exercise check at "not yet": the committed
+notebooks are the learner's, with no answers in them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,21 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import chromium, require_chromium
 from conftest import kernel_env
-from notebook_runner import notebook_paths
+from notebook_runner import VERDICT, notebook_paths
 
 from tutorial_kit.database import start_embedded
+from tutorial_kit.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-REQUIRED = os.environ.get("TUTORIAL_BROWSER_TESTS") == "required"
 SHOTS = REPO / "build" / "screenshots"
 NOTEBOOKS = notebook_paths()
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-quic",
-]
 
 VISIBLE_CELL = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell"
 # JavaScript run in the page; `jupyterapp` is exposed by --LabApp.expose_app_in_browser.
@@ -67,7 +63,7 @@ RUN_STATE_JS = """() => {
 }"""
 REPORT_JS = """() => {
   const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
-  const out = {unexecuted: [], errors: [], codeCells: 0};
+  const out = {unexecuted: [], errors: [], codeCells: 0, checks: []};
   for (let i = 0; i < cells.length; i++) {
     const c = cells.get(i);
     if (c.type !== 'code') continue;
@@ -77,30 +73,28 @@ REPORT_JS = """() => {
       const o = c.outputs.get(j).toJSON();
       if (o.output_type === 'error') out.errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
     }
+    if ((c.getMetadata('tags') || []).includes('check')) {
+      let text = '';
+      for (let j = 0; j < c.outputs.length; j++) {
+        const o = c.outputs.get(j).toJSON();
+        if (o.output_type === 'stream') text += [].concat(o.text).join('');
+      }
+      out.checks.push(text);
+    }
   }
   return out;
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, embedded_pgdata: Path) -> Iterator[str]:
     """A JupyterLab server with a token on a copy of the notebooks; yields its base URL."""
-    if not CHROMIUM.exists():
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if REQUIRED:
-            pytest.fail(message + "; TUTORIAL_BROWSER_TESTS=required")
-        pytest.skip(message + ": browser tests skipped")
+    require_chromium()
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(REPO / "notebooks", root / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     start_embedded(embedded_pgdata)
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = kernel_env(
         TUTORIAL_PGDATA=str(embedded_pgdata),
         JUPYTER_CONFIG_DIR=str(root / "config"),
@@ -148,13 +142,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, embedded_pgdata: Path) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(lab: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def binder_notebook() -> str:
@@ -209,6 +198,10 @@ def test_run_all_in_jupyterlab(path: Path, lab: str, browser) -> None:
         assert report["codeCells"] > 0
         assert not report["errors"], "error output in JupyterLab:\n" + "\n".join(report["errors"])
         assert not report["unexecuted"], f"cells left unexecuted: {report['unexecuted']}"
+        verdicts = [VERDICT.search(text) for text in report["checks"]]
+        answered = [text for text, v in zip(report["checks"], verdicts, strict=True)
+                    if v is None or v.group(3) != "not yet"]
+        assert not answered, f"checks that did not print 'not yet': {answered}"
         dialogs = page.locator(".jp-Dialog").count()
         assert dialogs == 0, json.dumps(page.locator(".jp-Dialog").all_inner_texts())
     finally:
