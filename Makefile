@@ -12,7 +12,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor html clean
+.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,8 +64,10 @@ student: venv ## learner copies with no solution text at all, in build/student/
 instructor: venv ## copies with every scaffold filled by its solution, in build/instructor/
 	$(BIN)/python scripts/exercise_builds.py instructor
 
-html: venv ## execute every notebook and render static HTML handouts in build/html/
-	$(BIN)/python scripts/build_html.py
+book: venv ## execute every notebook and build the static site (Jupyter Book) in build/book/
+	$(BIN)/python scripts/build_book.py
+
+html: book ## the same as make book: one way to produce readable pages
 
 clean: ## remove build output (not .venv/ or .pgdata/)
 	rm -rf build .pytest_cache .ruff_cache

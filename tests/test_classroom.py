@@ -1,4 +1,4 @@
-"""Classroom tooling: HTML handouts and the one-command database reset.
+"""Classroom tooling: the one-command database reset.
 
 The exercise builds (student and instructor copies) are tested in test_exercises.py."""
 
@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-from conftest import READER_SNAPSHOT_SQL, kernel_env
+from conftest import READER_SNAPSHOT_SQL
 from notebook_runner import notebook_paths
 
-from tutorial_kit.database import start_embedded
 from tutorial_kit.schema import MARKER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,19 +21,6 @@ LESSONS = [p for p in notebook_paths() if int(p.name[:2]) >= 2]
 
 def tags(cell: nbformat.NotebookNode) -> list[str]:
     return cell.metadata.get("tags", [])
-
-
-def test_make_html_renders_executed_notebooks(embedded_pgdata: Path) -> None:
-    start_embedded(embedded_pgdata)
-    env = kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))
-    nb = REPO / "notebooks" / "01_seed_example.ipynb"
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "build_html.py"), str(nb)],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    html = (REPO / "build" / "html" / "01_seed_example.html").read_text()
-    assert "MissingGreenlet: greenlet_spawn has not been called" in html
-    assert "CREATE TABLE a" in html and "round trip" in html
-    assert (REPO / "build" / "html" / "index.html").exists()
 
 
 def test_reset_db_drops_only_tutorial_schemas(password_server, reader_snapshot: str) -> None:
