@@ -22,6 +22,7 @@ Each ``code`` replaces the scaffold cell's whole source.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import nbformat
@@ -145,3 +146,17 @@ def _elsewhere(nb: nbformat.NotebookNode, solution: int, line: str) -> bool:
     """True if ``line`` also appears in a non-solution cell (a line the lesson teaches)."""
     return any(line in c.source for i, c in enumerate(nb.cells)
                if i != solution and "solution" not in c.metadata.get("tags", []))
+
+
+def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
+    """docs/instructor-guide.md's per-notebook table: `Ex N: M` for each exercise N."""
+    guide = (REPO / "docs" / "instructor-guide.md").read_text()
+    for path in LESSONS:
+        row = next((ln for ln in guide.splitlines()
+                    if ln.startswith("| [") and f"notebooks/{path.name})" in ln), None)
+        assert row is not None, f"no row for {path.name} in the instructor guide"
+        cell = row.rstrip(" |").rsplit("|", 1)[-1]
+        given = {int(n): int(m) for n, m in re.findall(r"Ex (\d+): (\d+)", cell)}
+        numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4))]
+        assert sorted(given) == numbers, f"{path.name}: minutes for {sorted(given)}, " \
+                                         f"exercises {numbers} (write 'Ex 1: 5 · Ex 2: 8')"
