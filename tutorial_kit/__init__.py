@@ -1,5 +1,5 @@
 """Plumbing for the async SQLAlchemy tutorial: where the database is, SQL capture,
-round-trip counting, time and memory measurement, plotting, and the domain models.
+statement counting, time and memory measurement, plotting, and the domain models.
 
 The SQLAlchemy API the reader is learning stays in the notebooks.
 """
