@@ -1,7 +1,7 @@
 """Make notebooks commit-ready: no outputs, no execution counts, python3 kernelspec.
 
-Also drops editor-specific metadata (jupytext, widget state) and makes sure
-every cell tagged ``solution`` starts collapsed in JupyterLab.
+Also drops editor-specific metadata (jupytext, widget state). Solution cells
+are collapsed by their own ``<details>`` block, so no ``source_hidden`` on them.
 Usage: python scripts/strip_notebooks.py [NOTEBOOK ...]  (default: notebooks/*.ipynb)
 """
 
@@ -26,8 +26,12 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-        if "solution" in cell.metadata.get("tags", []):
-            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        if "solution" in cell.metadata.get("tags", []) and cell.cell_type == "markdown":
+            # The <details> block already collapses it; a hidden source would hide
+            # the "Solution" summary too, behind JupyterLab's ellipsis.
+            cell.metadata.get("jupyter", {}).pop("source_hidden", None)
+            if not cell.metadata.get("jupyter", True):
+                del cell.metadata["jupyter"]
     return nb
 
 

@@ -160,3 +160,12 @@ def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
         numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4))]
         assert sorted(given) == numbers, f"{path.name}: minutes for {sorted(given)}, " \
                                          f"exercises {numbers} (write 'Ex 1: 5 · Ex 2: 8')"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=IDS)
+def test_solution_summary_is_visible(path: Path) -> None:
+    """JupyterLab hides a source_hidden markdown cell whole, "Solution" summary included."""
+    nb = nbformat.read(path, as_version=4)
+    hidden = [ex.number for ex in exercises(nb)
+              if nb.cells[ex.solution].metadata.get("jupyter", {}).get("source_hidden")]
+    assert not hidden, f"exercises {hidden}: solution cells must not be source_hidden"
