@@ -3,8 +3,11 @@
 up     start compose if a Docker engine runs, else make sure the embedded
        server is up; print which database the notebooks will use
 url    print only the URL (for scripts)
-reset  drop every schema the tutorial created in that database
+reset  drop this learner's tutorial schemas (and ones from before per-learner
+       names) in that database; other learners' schemas stay
 stop   stop the embedded server (its data stays in .pgdata/)
+class  instructor tools for a shared server: list, drop, budget
+       (python -m tutorial_kit class --help; tutorial_kit/classroom.py)
 """
 
 from __future__ import annotations
@@ -42,27 +45,18 @@ def up() -> int:
     return 0
 
 
-async def _reset(url: str) -> list[str]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from tutorial_kit.schema import drop_schema, tutorial_schemas
-
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            names = await tutorial_schemas(conn)
-            for name in names:
-                await drop_schema(conn, name)
-        return names
-    finally:
-        await engine.dispose()
-
-
 def reset() -> int:
+    from tutorial_kit.classroom import reset_mine
+    from tutorial_kit.schema import learner_name
+
     db = find_database()
     print(db.describe())
-    dropped = _run(_reset(db.url))
-    print(f"Dropped {len(dropped)} tutorial schema(s): {', '.join(dropped) or 'none'}")
+    dropped, kept = _run(reset_mine(db.url))
+    print(f"Dropped {len(dropped)} tutorial schema(s) of {learner_name()!r}: "
+          f"{', '.join(dropped) or 'none'}")
+    if kept:
+        print(f"Kept {kept} other learners' tutorial schema(s); an instructor drops them "
+              "with: python -m tutorial_kit class drop --all --yes")
     return 0
 
 
@@ -84,7 +78,16 @@ def stop() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorial_kit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "url", "reset", "stop"])
+    parser.add_argument("command", choices=["up", "url", "reset", "stop", "class"])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["class"]:  # its own sub-commands and options: tutorial_kit/classroom.py
+        from tutorial_kit.classroom import main as class_main
+
+        try:
+            return class_main(argv[1:])
+        except DatabaseConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     try:
         if args.command == "url":

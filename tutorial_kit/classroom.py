@@ -1,0 +1,319 @@
+"""Instructor tools for a class on one shared PostgreSQL: ``python -m tutorial_kit class …``.
+
+list                 every learner's tutorial schemas with their sizes, grouped by learner
+drop --learner NAME  drop one learner's tutorial schemas (needs --yes)
+drop --all           drop every tutorial schema in the database (needs --yes)
+budget --learners N  the connection budget: N kernels' pools against max_connections
+
+Only schemas carrying the tutorial's marker comment are ever listed or
+dropped (tutorial_kit.schema). The database is the one the notebooks use
+(DATABASE_URL, else compose, else the embedded server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tutorial_kit.schema import (
+    LEARNER_TAG,
+    MARKER,
+    belongs_to,
+    drop_schema,
+    is_marked,
+    learner_name,
+    schema_owner,
+)
+
+#: SQLAlchemy's QueuePool defaults: what one engine may hold at once.
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 10
+#: Peak server connections one learner's kernel held while running the whole series,
+#: measured by ``make classroom-load`` (docs/benchmark.md, "Classroom load").
+MEASURED_PEAK_PER_LEARNER = 3
+#: Shown for schemas from before per-learner names (``tutorial_04``).
+NO_OWNER = "(no learner: older tutorial version)"
+
+
+@dataclass(frozen=True)
+class ClassSchema:
+    name: str
+    comment: str
+    size_bytes: int
+
+    @property
+    def owner(self) -> str:
+        return schema_owner(self.name, self.comment) or NO_OWNER
+
+
+_SIZES_SQL = text(
+    "SELECT n.nspname, obj_description(n.oid, 'pg_namespace'), "
+    "  coalesce(sum(pg_total_relation_size(c.oid)) "
+    "           FILTER (WHERE c.relkind IN ('r', 'm', 'S')), 0)::bigint "
+    "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+    "WHERE obj_description(n.oid, 'pg_namespace') = :marker "
+    "   OR starts_with(obj_description(n.oid, 'pg_namespace'), :tagged) "
+    "GROUP BY n.oid, n.nspname ORDER BY n.nspname"
+)
+
+
+async def class_schemas(conn: AsyncConnection) -> list[ClassSchema]:
+    """Every marked schema with its size: ``pg_total_relation_size`` summed over its tables,
+    materialized views and sequences (indexes and TOAST are part of each table's total)."""
+    rows = await conn.execute(_SIZES_SQL, {"marker": MARKER, "tagged": MARKER + LEARNER_TAG})
+    return [ClassSchema(name, comment, int(size)) for name, comment, size in rows
+            if is_marked(comment)]
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_list(schemas: Sequence[ClassSchema]) -> str:
+    """The ``class list`` report: one block per learner, largest learner first."""
+    if not schemas:
+        return "No tutorial schemas in this database."
+    by_owner: dict[str, list[ClassSchema]] = defaultdict(list)
+    for s in schemas:
+        by_owner[s.owner].append(s)
+    totals = {owner: sum(s.size_bytes for s in group) for owner, group in by_owner.items()}
+    width = max(len(s.name) for s in schemas) + 2
+    lines = [f"{'Learner / schema':<{width + 2}} {'Size':>10}"]
+    for owner in sorted(by_owner, key=lambda o: (-totals[o], o)):
+        group = by_owner[owner]
+        lines.append(f"{owner:<{width + 2}} {human_size(totals[owner]):>10}  "
+                     f"({len(group)} schema{'s' if len(group) != 1 else ''})")
+        lines += [f"  {s.name:<{width}} {human_size(s.size_bytes):>10}" for s in group]
+    learners = len(by_owner) - (NO_OWNER in by_owner)
+    lines.append(f"{learners} learner(s), {len(schemas)} schema(s), "
+                 f"{human_size(sum(totals.values()))} in all")
+    return "\n".join(lines)
+
+
+async def drop_each(url: str, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Drop each schema in its own transaction; one in use gets 5 s, then is skipped.
+
+    Returns (dropped, skipped with the reason).
+    """
+    engine = create_async_engine(url, poolclass=NullPool)
+    dropped, skipped = [], []
+    try:
+        for name in names:
+            try:
+                async with engine.begin() as conn:
+                    # A learner's kernel mid-query holds locks: wait briefly, never block the class.
+                    await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                    if await drop_schema(conn, name):
+                        dropped.append(name)
+            except Exception as err:  # reported; the next schema goes on
+                first = str(getattr(err, "orig", err)).splitlines()[0][:120]
+                skipped.append(f"{name}: {first}")
+    finally:
+        await engine.dispose()
+    return dropped, skipped
+
+
+async def _schemas(url: str) -> list[ClassSchema]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return await class_schemas(conn)
+    finally:
+        await engine.dispose()
+
+
+async def reset_mine(url: str, learner: str | None = None) -> tuple[list[str], int]:
+    """``make reset-db``: drop this learner's schemas and ones from before per-learner names.
+
+    Other learners' schemas on a shared server are kept; returns (dropped, kept count).
+    """
+    learner = learner or learner_name()
+    schemas = await _schemas(url)
+    mine = [s.name for s in schemas
+            if s.owner == NO_OWNER or belongs_to(s.name, s.comment, learner)]
+    dropped, skipped = await drop_each(url, mine)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    return dropped, len(schemas) - len(dropped)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_connections: int
+    superuser_reserved: int
+    reserved: int  # PostgreSQL 16+: reserved_connections, for pg_use_reserved_connections
+    in_use: int  # client backends connected right now (this check's own excluded)
+    is_superuser: bool
+    version: str
+
+    @property
+    def for_learners(self) -> int:
+        """Slots an ordinary role can still take: the limit less the reserved and the used."""
+        return self.max_connections - self.superuser_reserved - self.reserved - self.in_use
+
+
+async def server_limits(url: str) -> ServerLimits:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT current_setting('max_connections')::int, "
+                "current_setting('superuser_reserved_connections')::int, "
+                "coalesce(current_setting('reserved_connections', true), '0')::int, "
+                "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                " AND pid <> pg_backend_pid())::int, "
+                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+                "current_setting('server_version')"
+            ))).one()
+    finally:
+        await engine.dispose()
+    return ServerLimits(*row)
+
+
+def format_budget(limits: ServerLimits, learners: int, pool_size: int = DEFAULT_POOL_SIZE,
+                  max_overflow: int = DEFAULT_MAX_OVERFLOW,
+                  typical: int = MEASURED_PEAK_PER_LEARNER) -> str:
+    """The ``class budget`` report: worst case, typical case, and what to do."""
+    per_kernel = pool_size + max_overflow
+    worst, usual = learners * per_kernel, learners * typical
+    free = limits.for_learners
+    reserved = f"{limits.superuser_reserved} reserved for superusers"
+    if limits.reserved:
+        reserved += f", {limits.reserved} for pg_use_reserved_connections"
+    lines = [
+        f"Server: PostgreSQL {limits.version}: max_connections = {limits.max_connections} "
+        f"({reserved}), {limits.in_use} in use now -> {free} free for learners.",
+        f"Worst case: {learners} learners × (pool_size {pool_size} + max_overflow "
+        f"{max_overflow}) = {learners} × {per_kernel} = {worst} connections.",
+        f"Measured:   {learners} learners × {typical} (peak per learner running the whole "
+        f"series, make classroom-load) = {usual} connections.",
+        "",
+    ]
+    if worst <= free:
+        lines.append(f"OK: even if every kernel filled its pool, {worst} ≤ {free}.")
+        return "\n".join(lines)
+    if usual <= free:
+        lines.append(
+            f"Fits as the lessons are written ({usual} ≤ {free}), but not if every kernel "
+            f"filled its pool ({worst} > {free}): a learner who experiments with "
+            "bigger pools or many tasks can exhaust the server for everyone."
+        )
+    else:
+        lines.append(f"Does NOT fit: even the measured peak ({usual}) is more than {free}.")
+    need = max(usual, worst) + limits.superuser_reserved + limits.reserved + limits.in_use
+    lines += [
+        "",
+        "Recommended for this class, in order:",
+        f"  1. Raise max_connections to about {_round_up(need)} (a restart; on a managed "
+        "server, a parameter group or a larger instance). An idle connection costs a "
+        "backend process of a few MB.",
+        "  2. Or put PgBouncer in front (lesson 13) in pool_mode = session with "
+        f"default_pool_size below {free}: learners beyond it wait in PgBouncer's queue "
+        "instead of being refused. Transaction pooling needs the prepared-statement "
+        "settings lesson 13 shows, which the other lessons do not use.",
+        "  3. Ask learners to shut down kernels they are not using (Kernel → Shut Down "
+        "Kernel): each notebook's engine keeps its pooled connections until "
+        "engine.dispose(), the last cell.",
+        "The lessons keep SQLAlchemy's default pool (pool_size=5, max_overflow=10) in "
+        "their create_async_engine() calls, because that call is what they teach.",
+    ]
+    return "\n".join(lines)
+
+
+def _round_up(n: int) -> int:
+    return max(100, -(-int(n * 1.2) // 50) * 50)
+
+
+# --------------------------------------------------------------------------- server full
+
+#: asyncpg's TooManyConnectionsError is SQLSTATE 53300; these are its messages.
+_FULL = re.compile(r"too many clients already|remaining connection slots are reserved", re.I)
+
+
+def server_full_message(error_text: str, shown_url: str = "the server") -> str | None:
+    """One paragraph for "the server is at max_connections", or None for any other error."""
+    if not _FULL.search(error_text) and "TooManyConnectionsError" not in error_text:
+        return None
+    return (
+        f"{shown_url} is at max_connections: every connection slot an ordinary role may "
+        "use is taken (PostgreSQL said: too many clients / remaining slots reserved). "
+        "In a class each learner's kernel holds up to pool_size + max_overflow connections "
+        "(5 + 10 by default) until its engine is disposed. Shut down kernels you are not "
+        "using (Kernel → Shut Down Kernel) and try again; an instructor can print the "
+        "class's budget with `python -m tutorial_kit class budget --learners N` and raise "
+        "max_connections or put PgBouncer in front (lesson 13)."
+    )
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tutorial_kit class", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="learners' schemas with sizes")
+    drop = sub.add_parser("drop", help="drop one learner's schemas, or all (needs --yes)")
+    who = drop.add_mutually_exclusive_group(required=True)
+    who.add_argument("--learner", metavar="NAME",
+                     help="a learner's JupyterHub/OS user name (or the name part of a schema)")
+    who.add_argument("--all", action="store_true", help="every tutorial schema")
+    drop.add_argument("--yes", action="store_true", help="really drop them")
+    budget = sub.add_parser("budget", help="connections needed vs max_connections")
+    budget.add_argument("--learners", type=int, required=True, metavar="N")
+    budget.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE)
+    budget.add_argument("--max-overflow", type=int, default=DEFAULT_MAX_OVERFLOW)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tutorial_kit.database import _run, find_database
+
+    args = _parser().parse_args(argv)
+    db = find_database()
+    print(db.describe())
+    if args.action == "list":
+        print(format_list(_run(_schemas(db.url))))
+        return 0
+    if args.action == "budget":
+        if args.learners < 1:
+            print("error: --learners must be at least 1", file=sys.stderr)
+            return 2
+        limits = _run(server_limits(db.url))
+        print(format_budget(limits, args.learners, args.pool_size, args.max_overflow))
+        return 0
+
+    schemas = _run(_schemas(db.url))
+    if args.all:
+        chosen, what = [s.name for s in schemas], "every tutorial schema"
+    else:
+        chosen = [s.name for s in schemas if belongs_to(s.name, s.comment, args.learner)]
+        what = f"learner {args.learner!r}'s schemas"
+    if not chosen:
+        print(f"Nothing to drop: no {what} in this database.")
+        return 0
+    if not args.yes:
+        print(f"Would drop {len(chosen)} schema(s), {what}: {', '.join(chosen)}")
+        print("Nothing dropped: dropping needs the confirmation flag --yes.", file=sys.stderr)
+        return 1
+    dropped, skipped = _run(drop_each(db.url, chosen))
+    print(f"Dropped {len(dropped)} schema(s): {', '.join(dropped) or 'none'}")
+    for line in skipped:
+        print(f"Skipped (in use or changed): {line}", file=sys.stderr)
+    return 0 if not skipped else 1
