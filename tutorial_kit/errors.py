@@ -1,0 +1,30 @@
+"""The tutorial's own errors: one short paragraph in a notebook, never a traceback.
+
+A bad setup (no CREATE privilege, a typo in DATABASE_URL, a schema that is not
+the tutorial's, a missing pgbouncer binary, …) is the reader's to fix, not a bug
+in their code, so the stack of helper frames above it would only hide the
+sentence that names the fix. IPython asks an exception for
+``_render_traceback_()`` before formatting a traceback, and shows the lines it
+returns instead; outside IPython these are ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+#: Long messages are wrapped so the paragraph reads without scrolling sideways.
+WRAP_AT = 100
+
+
+class TutorialError(RuntimeError):
+    """A setup problem the reader can fix; the message says what and how."""
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows for this error: its type and message, wrapped."""
+        head = f"{type(self).__name__}: "
+        lines: list[str] = []
+        for paragraph in str(self).splitlines() or [""]:
+            lines += textwrap.wrap(paragraph, WRAP_AT - len(head)) or [""]
+        # ANSI red for the name, as IPython colours exception names.
+        return [f"\x1b[0;31m{head}\x1b[0m{lines[0]}",
+                *(" " * len(head) + line for line in lines[1:])]
