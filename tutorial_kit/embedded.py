@@ -219,7 +219,7 @@ def _socket_dir(pgdata: Path, user: str | None) -> Path:
     return short
 
 
-def _log_tail(pgdata: Path, lines: int = 8) -> str:
+def _log_tail(pgdata: Path, lines: int = 4) -> str:
     try:
         text = (pgdata / "log").read_text(errors="replace")
     except OSError:

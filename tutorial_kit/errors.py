@@ -10,21 +10,16 @@ returns instead; outside IPython these are ordinary exceptions.
 
 from __future__ import annotations
 
-import textwrap
-
-#: Long messages are wrapped so the paragraph reads without scrolling sideways.
-WRAP_AT = 100
-
 
 class TutorialError(RuntimeError):
     """A setup problem the reader can fix; the message says what and how."""
 
     def _render_traceback_(self) -> list[str]:
-        """The lines IPython shows for this error: its type and message, wrapped."""
-        head = f"{type(self).__name__}: "
-        lines: list[str] = []
-        for paragraph in str(self).splitlines() or [""]:
-            lines += textwrap.wrap(paragraph, WRAP_AT - len(head)) or [""]
+        """The lines IPython shows for this error: its type, then its message.
+
+        One line per line of the message; the notebook wraps long ones, as it
+        does any output.
+        """
+        first, *rest = str(self).splitlines() or [""]
         # ANSI red for the name, as IPython colours exception names.
-        return [f"\x1b[0;31m{head}\x1b[0m{lines[0]}",
-                *(" " * len(head) + line for line in lines[1:])]
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {first}", *rest]
