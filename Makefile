@@ -12,7 +12,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean
+.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,11 +52,30 @@ db: venv ## make sure a PostgreSQL is running and say which one
 db-stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/)
 	$(BIN)/python -m tutorial_kit stop
 
-reset-db: venv ## drop every schema the tutorial created (nothing else)
+reset-db: venv ## drop your own tutorial schemas (nothing else; other learners' stay)
 	$(BIN)/python -m tutorial_kit reset
 
 benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
 	$(BIN)/python scripts/benchmark.py
+
+# A class on one server (docs/instructor-guide.md, "Running a class on one server").
+LEARNERS ?= 6
+HUB_DIR := classroom/jupyterhub
+classroom-load: venv ## LEARNERS=N run the whole series at once on one server (docs/benchmark.md)
+	$(BIN)/python scripts/classroom_load.py --learners $(LEARNERS)
+
+class-list: venv ## every learner's tutorial schemas with sizes (drop: python -m tutorial_kit class drop)
+	$(BIN)/python -m tutorial_kit class list
+
+class-budget: venv ## LEARNERS=N connections the class needs vs the server's max_connections
+	$(BIN)/python -m tutorial_kit class budget --learners $(LEARNERS)
+
+$(HUB_DIR)/node_modules/.bin/configurable-http-proxy: $(HUB_DIR)/package-lock.json
+	npm ci --no-audit --no-fund --prefix $(HUB_DIR)
+	@touch $@
+
+hub: venv $(HUB_DIR)/node_modules/.bin/configurable-http-proxy ## JupyterHub for a class on this machine (set TUTORIAL_CLASS_PASSWORD)
+	$(BIN)/jupyterhub -f $(HUB_DIR)/jupyterhub_config.py
 
 student: venv ## learner copies with no solution text at all, in build/student/
 	$(BIN)/python scripts/exercise_builds.py student
