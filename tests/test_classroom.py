@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import nbformat
 import pytest
 from conftest import READER_SNAPSHOT_SQL, kernel_env
 from notebook_runner import NotebookRun, notebook_paths, run_notebook, stderr_problems
+from pg_server import PasswordServer
 
 from tutorial_kit.schema import MARKER, learner_schema, marker_comment
 
@@ -156,3 +158,36 @@ def test_two_learners_run_one_notebook_at_once(password_server, reader_snapshot:
     dropped = tutorial_kit("class", "drop", "--all", "--yes", DATABASE_URL=password_server.url)
     assert dropped.returncode == 0, dropped.stderr
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot
+
+
+def test_a_full_server_gets_one_paragraph_naming_the_budget() -> None:
+    """At max_connections, `make db`/a notebook's first cell say so, with the budget."""
+    with PasswordServer() as server:
+        # 5 slots, 3 of them reserved for superusers: the test role (postgres) is one.
+        server.psql("ALTER SYSTEM SET max_connections = 5")
+        subprocess.run([str(server.bin / "pg_ctl"), "-D", str(server.data), "-w", "-m", "fast",
+                        "restart", "-l", str(server.dir / "log"), "-o",
+                        f"-h 127.0.0.1 -p {server.port} -k {server.dir}"],
+                       user=server.user, check=True, capture_output=True, timeout=120)
+
+        async def fill_then_ask() -> subprocess.CompletedProcess[str]:
+            holders = []
+            try:
+                while True:  # take every slot there is
+                    try:
+                        holders.append(await asyncpg.connect(
+                            server.url.replace("postgresql+asyncpg", "postgresql")))
+                    except asyncpg.TooManyConnectionsError:
+                        break
+                assert len(holders) == 5
+                return await asyncio.to_thread(tutorial_kit, "url", DATABASE_URL=server.url)
+            finally:
+                for conn in holders:
+                    await conn.close()
+
+        out = asyncio.run(fill_then_ask())
+    assert out.returncode == 2
+    message = out.stderr.strip()
+    assert "Traceback" not in message and "\n" not in message
+    assert "max_connections" in message and "class budget --learners N" in message
+    assert "harness-secret" not in message, "never print the password"

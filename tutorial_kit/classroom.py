@@ -242,22 +242,38 @@ def _round_up(n: int) -> int:
 
 # --------------------------------------------------------------------------- server full
 
-#: asyncpg's TooManyConnectionsError is SQLSTATE 53300; these are its messages.
-_FULL = re.compile(r"too many clients already|remaining connection slots are reserved", re.I)
+#: asyncpg's TooManyConnectionsError (SQLSTATE 53300) says one of these.
+_SERVER_FULL = re.compile(r"too many clients already|remaining connection slots are reserved",
+                          re.I)
+_LIMIT_HIT = re.compile(r"too many connections for (role|database) \"?([^\"]+)\"?", re.I)
 
 
-def server_full_message(error_text: str, shown_url: str = "the server") -> str | None:
-    """One paragraph for "the server is at max_connections", or None for any other error."""
-    if not _FULL.search(error_text) and "TooManyConnectionsError" not in error_text:
+def server_full_message(error_text: str, where: str = "The server") -> str | None:
+    """One paragraph for "no connection slot left" (max_connections, or a role's or
+    database's CONNECTION LIMIT), naming the class budget; None for any other error."""
+    limit = _LIMIT_HIT.search(error_text)
+    if limit:
+        kind, name = limit.group(1).lower(), limit.group(2)
+        return (
+            f"{where}: {kind} {name} has reached its CONNECTION LIMIT (PostgreSQL said: too "
+            f"many connections for {kind} {name}). Every learner's kernel holds up to "
+            "pool_size + max_overflow connections (5 + 10 by default) until its engine is "
+            "disposed: shut down kernels you are not using (Kernel → Shut Down Kernel). An "
+            "instructor can print the class's budget with `python -m tutorial_kit class "
+            f"budget --learners N` and raise the limit (ALTER {kind.upper()} … CONNECTION "
+            "LIMIT …)."
+        )
+    if not _SERVER_FULL.search(error_text):
         return None
     return (
-        f"{shown_url} is at max_connections: every connection slot an ordinary role may "
-        "use is taken (PostgreSQL said: too many clients / remaining slots reserved). "
-        "In a class each learner's kernel holds up to pool_size + max_overflow connections "
-        "(5 + 10 by default) until its engine is disposed. Shut down kernels you are not "
-        "using (Kernel → Shut Down Kernel) and try again; an instructor can print the "
-        "class's budget with `python -m tutorial_kit class budget --learners N` and raise "
-        "max_connections or put PgBouncer in front (lesson 13)."
+        f"{where}: the server is at max_connections, so every connection slot an "
+        "ordinary role may use is taken (PostgreSQL said: too many clients, or the remaining "
+        "slots are reserved). In a class every learner's kernel holds up to pool_size + "
+        "max_overflow connections (5 + 10 by default) until its engine is disposed: shut "
+        "down kernels you are not using (Kernel → Shut Down Kernel) and run the cell again. "
+        "An instructor can print the class's budget with `python -m tutorial_kit class "
+        "budget --learners N`, then raise max_connections or put PgBouncer in front "
+        "(lesson 13)."
     )
 
 

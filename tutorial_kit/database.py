@@ -335,6 +335,13 @@ def _explain(err: BaseException, what: str, url_text: str) -> tuple[str, str]:
                    "Check the host name and port, and that the server runs and accepts "
                    "connections from this machine (firewall, VPN, listen_addresses, "
                    "pg_hba.conf)", "unreachable")
+    # No connection slot left (a class on one server): the paragraph and the connection
+    # budget live with the instructor tools, tutorial_kit/classroom.py (issue 16).
+    from tutorial_kit.classroom import server_full_message
+
+    full = server_full_message(message, f"{what} ({shown})")
+    if full is not None:
+        return full, "server-full"
     return (f"{what} ({shown}): cannot connect: {type(root).__name__}: {str(root)[:200]}",
             "other")
 
