@@ -24,6 +24,8 @@ import unicodedata
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tutorial_kit.errors import TutorialError
+
 MARKER = "Created by the async SQLAlchemy tutorial; safe to drop."
 #: What follows the marker when the comment records who the schema belongs to.
 LEARNER_TAG = " Learner: "
@@ -37,13 +39,8 @@ _UNSAFE_IN_COMMENT = re.compile(r"['\\\x00-\x1f\x7f]")
 #: ``tutorial_<lesson>_<learner slug>``; the lesson is the notebook's number.
 _OWNED = re.compile(r"^tutorial_(?P<lesson>[0-9]+)_(?P<slug>[a-z0-9_]+)$")
 
-try:  # the shared base that renders as a message in notebooks (issue 17)
-    from tutorial_kit.errors import TutorialError as _Base
-except ImportError:  # pragma: no cover - only while errors.py does not exist yet
-    _Base = RuntimeError  # type: ignore[misc,assignment]
 
-
-class ForeignSchemaError(_Base):  # type: ignore[valid-type,misc]
+class ForeignSchemaError(TutorialError):
     """A schema with the tutorial's name exists but the tutorial did not create it."""
 
 
