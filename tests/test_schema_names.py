@@ -29,6 +29,8 @@ VALID = re.compile(r"^tutorial_[0-9]{2}_[a-z0-9_]+$")
 
 
 def test_jupyterhub_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     assert learner_name() == "alice"
     assert learner_schema("04") == "tutorial_04_alice"
@@ -40,6 +42,14 @@ def test_os_user_when_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGNAME", "sam")
     assert learner_name() == getpass.getuser() == "sam"
     assert learner_schema("04") == "tutorial_04_sam", "a lone learner sees a short, plain name"
+
+
+def test_binder_uses_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binder's hub user is the repo's name plus a random suffix; one learner is there."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "async-orm-tutor-c-orm-tutorial-x7k2m9qa")
+    monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+    monkeypatch.setenv("LOGNAME", "jovyan")
+    assert learner_schema("04") == "tutorial_04_jovyan"
 
 
 def test_blank_hub_user_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,10 +44,20 @@ class ForeignSchemaError(TutorialError):
     """A schema with the tutorial's name exists but the tutorial did not create it."""
 
 
+#: BinderHub sets these in every container it launches (with a JUPYTERHUB_USER made of the
+#: repository's name and a random suffix, new each session).
+BINDER_VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL")
+
+
 def learner_name() -> str:
-    """Who is running this kernel: ``JUPYTERHUB_USER``, else the OS user."""
+    """Who is running this kernel: ``JUPYTERHUB_USER``, else the OS user.
+
+    On Binder the OS user (``jovyan``) is used instead: a Binder session is one
+    learner with a server of their own, and its hub user name is random.
+    """
     hub_user = os.environ.get("JUPYTERHUB_USER", "").strip()
-    if hub_user:
+    on_binder = any(os.environ.get(v) for v in BINDER_VARIABLES)
+    if hub_user and not on_binder:
         return hub_user
     try:
         return getpass.getuser().strip() or "learner"
