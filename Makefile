@@ -12,7 +12,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
+.PHONY: help venv lab lab-settings check test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,9 +27,27 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP) ## create or refresh .venv/ from the pinned requirements
 
-lab: venv ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
+lab: venv lab-settings ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
 	$(BIN)/python -m tutorial_kit up
 	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(NOTEBOOK)
+
+# JupyterLab reads every file in <sys.prefix>/share/jupyter/lab/settings/overrides.d/ as
+# default settings: lab-settings/overrides.json turns off the "Jupyter news?" popup.
+# postBuild (Binder) installs the same file the same way.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/async-orm-tutorial.json
+lab-settings: ## install lab-settings/overrides.json as JupyterLab defaults in .venv (no news popup)
+	@mkdir -p $(dir $(LAB_OVERRIDES))
+	cp lab-settings/overrides.json $(LAB_OVERRIDES)
+
+# The fast inner loop for contributors (CONTRIBUTING.md): lint, the unit tests, and
+# notebooks 00-02 on the embedded server. make test stays the full suite CI runs.
+CHECK_TESTS ?= tests/test_database.py tests/test_errors.py tests/test_strip.py \
+	tests/test_helpers.py tests/test_repo_files.py tests/test_notebook_structure.py
+CHECK_NOTEBOOKS ?= 00_ or 01_ or 02_
+check: venv ## the fast loop (<= 60 s): ruff, unit tests, notebooks 00-02 on the embedded server
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow" $(CHECK_TESTS) tests/test_notebooks.py \
+	  -k "not test_notebook_database_url and not (test_notebook_embedded and not ($(CHECK_NOTEBOOKS)))"
 
 test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
@@ -43,7 +61,7 @@ binder-like: venv ## the series as Binder runs it: unprivileged user, environmen
 lint: venv ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
 
-strip: venv ## remove outputs and execution counts from the notebooks before committing
+strip: venv ## nbstripout over notebooks/: outputs, counts, editor metadata (scripts/strip_notebooks.py)
 	$(BIN)/python scripts/strip_notebooks.py
 
 db: venv ## make sure a PostgreSQL is running and say which one

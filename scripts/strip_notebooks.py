@@ -1,8 +1,21 @@
-"""Make notebooks commit-ready: no outputs, no execution counts, python3 kernelspec.
+"""Make notebooks commit-ready with nbstripout: no outputs, no execution counts, no editor noise.
 
-Also drops editor-specific metadata (jupytext, widget state). Solution cells
-are collapsed by their own ``<details>`` block, so no ``source_hidden`` on them.
-Usage: python scripts/strip_notebooks.py [NOTEBOOK ...]  (default: notebooks/*.ipynb)
+nbstripout (pinned in requirements-dev.txt) does the work, through its
+``strip_output``; this file holds the configuration, so ``make strip``, the
+pre-commit hook and the student / instructor builds (``tidy``) strip exactly the
+same keys (``nbstripout $(python scripts/strip_notebooks.py --args)`` would too):
+
+- nbstripout's defaults: outputs, execution counts, ``metadata.widgets``,
+  ``cell.metadata.execution``, ``collapsed``, ``scrolled``, …;
+- jupytext's leftovers (``metadata.jupytext``, ``cell.metadata.lines_to_next_cell``);
+- ``cell.metadata.jupyter`` (``source_hidden``/``outputs_hidden``: a solution is
+  collapsed by its own ``<details>`` block, which a hidden source would hide too);
+- ``metadata.language_info`` and ``metadata.vscode`` (they name the editor's Python).
+
+``metadata.kernelspec`` and cell ids are kept.
+
+Usage: python scripts/strip_notebooks.py [NOTEBOOK ...]   (default: every notebook in
+the repo's notebooks/, wherever you run it from)
 """
 
 from __future__ import annotations
@@ -11,41 +24,52 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbstripout import strip_output
 
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-KEEP_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+
+#: nbstripout's own defaults (its CLI adds these; its Python API does not).
+DEFAULT_KEYS = (
+    "metadata.signature", "metadata.widgets", "cell.metadata.collapsed",
+    "cell.metadata.ExecuteTime", "cell.metadata.execution", "cell.metadata.heading_collapsed",
+    "cell.metadata.hidden", "cell.metadata.scrolled",
+)
+#: What this project strips on top of them.
+EXTRA_KEYS = (
+    "metadata.jupytext", "metadata.language_info", "metadata.vscode",
+    "cell.metadata.lines_to_next_cell", "cell.metadata.jupyter",
+)
+
+
+def nbstripout_args() -> list[str]:
+    """The same configuration as ``nbstripout`` command-line options, for running it by hand."""
+    return ["--keep-id", "--extra-keys", " ".join(EXTRA_KEYS)]
 
 
 def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    nb.metadata = nbformat.from_dict(
-        {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
-    )
-    nb.metadata["kernelspec"] = KERNELSPEC
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-        if "solution" in cell.metadata.get("tags", []) and cell.cell_type == "markdown":
-            # The <details> block already collapses it; a hidden source would hide
-            # the "Solution" summary too, behind JupyterLab's ellipsis.
-            cell.metadata.get("jupyter", {}).pop("source_hidden", None)
-            if not cell.metadata.get("jupyter", True):
-                del cell.metadata["jupyter"]
-    return nb
+    """``nb`` stripped in memory, as ``make strip`` would strip the file."""
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
+                        extra_keys=[*DEFAULT_KEYS, *EXTRA_KEYS])
+
+
+def targets(paths: list[str]) -> list[Path]:
+    """The files to strip: those given, else the repo's notebooks (not the current folder's)."""
+    return [Path(p).resolve() for p in paths] or sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
 def main(paths: list[str]) -> int:
-    files = [Path(p) for p in paths] or sorted(Path("notebooks").glob("*.ipynb"))
-    for path in files:
-        nb = nbformat.read(path, as_version=4)
+    for path in targets(paths):
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
         before = nbformat.writes(nb)
-        after = nbformat.writes(tidy(nb))
-        if after != before:
-            path.write_text(after + ("\n" if not after.endswith("\n") else ""))
+        if nbformat.writes(tidy(nb)) != before:
+            nbformat.write(nb, path)  # as nbstripout writes it
             print(f"stripped {path}")
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--args"]:
+        print(" ".join(f"'{a}'" for a in nbstripout_args()))
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))

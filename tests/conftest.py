@@ -44,6 +44,11 @@ SELECT string_agg(t, ' | ' ORDER BY t) FROM (
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: left out of `make check` (the fast loop); `make test` runs it")
+
+
 @pytest.fixture(scope="session")
 def embedded_pgdata() -> Iterator[Path]:
     """A fresh embedded server of the tests' own, so nothing else shares its counts."""

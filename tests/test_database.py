@@ -122,7 +122,7 @@ def test_docker_client_without_engine_is_not_an_engine(monkeypatch, tmp_path) ->
     assert docker_engine_running() is False
 
 
-# --- URLs as people write them (issue 17, item 3) -----------------------------------------
+# --- URLs as people write them -----------------------------------------
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
 def test_plain_and_heroku_style_urls_are_mapped_to_asyncpg(scheme: str, monkeypatch, capsys,
@@ -208,7 +208,7 @@ def test_unreachable_local_port_names_the_port(monkeypatch) -> None:
         find_database()
 
 
-# --- a role without CREATE (issue 17, item 1) -----------------------------------------------
+# --- a role without CREATE -----------------------------------------------
 
 @pytest.fixture
 def no_create_role(password_server) -> str:

@@ -1,4 +1,4 @@
-"""A tutorial error in a notebook cell shows its message, not a traceback (issue 17, item 2)."""
+"""A tutorial error in a notebook cell shows its message, not a traceback."""
 
 from __future__ import annotations
 
