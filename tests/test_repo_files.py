@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
+from devtools import environment_yml_lists, read_requirements
 
 from tutorial_kit import database
 
@@ -15,8 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def requirement_lines(path: Path) -> list[str]:
-    lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("-r")]
+    return read_requirements(path)
 
 
 # --- docker-compose.yml -------------------------------------------------------------
@@ -62,7 +67,7 @@ def test_environment_yml_matches_requirements() -> None:
     assert "conda-forge" in env["channels"]
     deps = env["dependencies"]
     assert "python=3.12" in deps, "pin Python for Binder (its default is older)"
-    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    _, pip = environment_yml_lists(REPO / "environment.yml")
     assert sorted(pip) == sorted(requirement_lines(REPO / "requirements.txt")), (
         "environment.yml's pip list and requirements.txt have drifted apart"
     )
@@ -139,3 +144,122 @@ def test_instructor_guide_covers_every_notebook_and_faq() -> None:
                  "DATABASE_URL", "proxy", "make reset-db", "2 hours", "4 hours",
                  "docker compose pull", "make test"):
         assert item in guide, f"instructor guide lacks {item!r}"
+
+
+# --- honest files ------------------------------------------------------------------------
+
+def repo_text_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout
+    skip = (".ipynb", ".png", ".svg", ".lock")
+    return [REPO / p for p in listed.splitlines()
+            if not p.endswith(skip) and (REPO / p).is_file()]
+
+
+def test_every_cited_test_file_and_test_exists() -> None:
+    """A file that names the test keeping it in step names a real file and test."""
+    cited = []
+    for path in repo_text_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for ref, name in re.findall(r"\b(tests/[\w/]+\.py)(?:::(\w+))?", text):
+            cited.append((path.relative_to(REPO), ref, name))
+            assert (REPO / ref).is_file(), f"{path.relative_to(REPO)} cites missing {ref}"
+            if name:
+                assert re.search(rf"^def {name}\b", (REPO / ref).read_text(), re.M), (
+                    f"{path.relative_to(REPO)} cites {ref}::{name}, which does not exist")
+    assert any(ref == "tests/test_repo_files.py" for _, ref, _ in cited)
+
+
+def test_license_is_mit_as_readme_and_pyproject_say() -> None:
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License")
+    assert "async-orm-tutorial contributors" in text
+    assert 'license = "MIT"' in (REPO / "pyproject.toml").read_text()
+    assert "[LICENSE](LICENSE)" in (REPO / "README.md").read_text()
+
+
+def test_matrix_doc_describes_the_matrix_not_history() -> None:
+    doc = (REPO / "docs" / "matrix.md").read_text()
+    assert not re.search(r"\bissue\s*#?\d+", doc, re.I), "describe the matrix, not its history"
+    for label in ("main", "compat", "newer-python"):
+        assert f"| {label} |" in doc
+
+
+def test_jupyterlab_news_popup_is_off_for_lab_and_binder() -> None:
+    """overrides.json sets fetchNews to "false" (Never); make lab and Binder install it."""
+    overrides = json.loads((REPO / "lab-settings" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^lab: .*\blab-settings\b", makefile, re.M), "make lab installs it"
+    assert "lab-settings/overrides.json" in (REPO / "postBuild").read_text(), "Binder installs it"
+
+
+def test_make_lab_settings_reach_jupyterlab(tmp_path: Path) -> None:
+    """What make lab installs is what JupyterLab's settings API then reports as the default."""
+    from jupyterlab_server.settings_utils import get_settings
+
+    subprocess.run(["make", "-s", "lab-settings", f"VENV={tmp_path}"], cwd=REPO, check=True,
+                   capture_output=True)
+    settings_dir = tmp_path / "share" / "jupyter" / "lab" / "settings"
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    result, _ = get_settings(str(settings_dir), str(schemas), str(tmp_path / "user"),
+                             "@jupyterlab/apputils-extension:notification")
+    assert result["schema"]["properties"]["fetchNews"]["default"] == "false"
+
+
+def test_make_check_is_the_documented_fast_loop() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    recipe = re.search(r"^check:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "make check is missing"
+    body = recipe.group(1) + makefile
+    assert "ruff check" in recipe.group(1) and "tests/test_notebooks.py" in recipe.group(1)
+    assert 'CHECK_NOTEBOOKS ?= 00_ or 01_ or 02_' in body
+    for test_file in re.search(r"CHECK_TESTS \?= ((?:.*\\\n)*.*)", makefile).group(1).split():
+        if test_file != "\\":
+            assert (REPO / test_file).is_file(), test_file
+    assert "make check" in (REPO / "CONTRIBUTING.md").read_text()
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest$", makefile, re.M), (
+        "make test stays the full suite")
+
+
+def docker_only_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"\*\*Docker only for PostgreSQL\.\*\*.*?```bash\n(.*?)```", readme, re.S)
+    assert block, "README lost its Docker-only route"
+    return [ln.split("  #")[0].strip() for ln in block.group(1).splitlines() if ln.strip()]
+
+
+@pytest.mark.slow  # a fresh venv with requirements.txt: about a minute with pip's cache
+def test_docker_only_route_without_docker(tmp_path: Path, password_server) -> None:
+    """The route's own commands, in a copy of the repo: only the docker lines are skipped,
+    and the DATABASE_URL line points at the tests' password server instead of compose."""
+    commands = docker_only_commands()
+    assert commands[0].startswith("docker compose up") and commands[-1].startswith("docker")
+    copy = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file() and not rel.startswith("notebooks/"):
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, copy / rel)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    for command in commands[1:-1]:
+        if command.startswith("export DATABASE_URL="):
+            env["DATABASE_URL"] = password_server.url
+            continue
+        if command.startswith(".venv/bin/jupyter lab"):
+            # Start-up only: the app must exist and the kernel must import tutorial_kit.
+            command = ".venv/bin/jupyter lab --version"
+        subprocess.run(command.replace("python3 ", f"{sys.executable} ", 1)
+                       if command.startswith("python3 ") else command,
+                       shell=True, cwd=copy, env=env, check=True, capture_output=True,
+                       timeout=600)
+    out = subprocess.run([".venv/bin/python", "-c",
+                          "from tutorial_kit import database_url; database_url()"],
+                         cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("Database: DATABASE_URL")
