@@ -108,13 +108,12 @@ def test_no_cell_magics_that_reject_await(path: Path) -> None:
             )
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 2],
-                         ids=[p.stem for p in NOTEBOOKS if int(p.name[:2]) >= 2])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_exercises(path: Path) -> None:
     """Each exercise: `exercise` prompt, `scaffold` code, collapsed `solution`, `check`."""
     nb = load(path)
     found = exercises(nb)  # raises on a broken four-cell layout
-    assert len(found) >= 2, "every lesson from 02 on has at least 2 exercises"
+    assert len(found) >= 2, "every lesson, 00 included, has at least 2 exercises"
     assert [ex.number for ex in found] == list(range(1, len(found) + 1)), "number them 1, 2, …"
     for ex in found:
         scaffold = nb.cells[ex.scaffold].source
@@ -136,3 +135,44 @@ def test_exercises(path: Path) -> None:
         assert not re.search(rf"\bex{ex.number}\b", later), (
             f"a cell after exercise {ex.number} uses its answer; nothing may depend on it"
         )
+
+
+TIME_TO_LEARN = re.compile(r"\*\*Time to learn\*\*: (\d+) minutes")
+OUTLINE_ROW = re.compile(
+    r"^\| \[(\d\d) · [^\]]+\]\((\d\d_[^)]+\.ipynb)\) \| .+ \| (\d+) min \|$", re.M)
+OUTLINE_TEXT_ROW = re.compile(r"^\| (\d\d) · [^|\[]+ \| .+ \| coming \|$", re.M)
+
+
+def time_to_learn(path: Path) -> int:
+    found = TIME_TO_LEARN.search(markdown(load(path)))
+    assert found, f"{path.name} has no 'Time to learn'"
+    return int(found.group(1))
+
+
+def outline() -> tuple[dict[str, int], set[str]]:
+    """00's lesson table: linked file name -> minutes, and the numbers listed as text."""
+    text = markdown(load(NOTEBOOKS[0]))
+    assert "## The lessons" in text, "00 has no '## The lessons' outline"
+    table = text.split("## The lessons", 1)[1]
+    linked = {name: int(minutes) for _nn, name, minutes in OUTLINE_ROW.findall(table)}
+    return linked, set(OUTLINE_TEXT_ROW.findall(table))
+
+
+def test_outline_lists_every_notebook_with_its_own_minutes() -> None:
+    """00's outline links every notebook, with the minutes of that notebook's 'Time to learn'."""
+    linked, coming = outline()
+    for path in NOTEBOOKS:
+        assert path.name in linked, f"00's outline does not link {path.name}"
+        assert linked[path.name] == time_to_learn(path), (
+            f"00's outline gives {path.name} {linked[path.name]} min, the notebook says "
+            f"{time_to_learn(path)}: make 00 match the notebook"
+        )
+        assert path.name[:2] not in coming, f"{path.name} exists: link it in 00's outline"
+    for name in linked:
+        assert (NOTEBOOKS[0].parent / name).exists(), f"00's outline links a missing {name}"
+
+
+def test_outline_lists_lessons_00_to_15_in_order() -> None:
+    text = markdown(load(NOTEBOOKS[0])).split("## The lessons", 1)[1]
+    numbers = re.findall(r"^\| \[?(\d\d) · ", text, re.M)
+    assert numbers == [f"{n:02d}" for n in range(16)], f"00's outline lists {numbers}"
