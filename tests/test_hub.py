@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 from browser import REQUIRED, chromium, require_chromium
 from conftest import READER_SNAPSHOT_SQL, kernel_env
 from test_browser import KERNEL_STATE_JS, REPORT_JS, RUN_STATE_JS, VISIBLE_CELL
@@ -196,3 +197,73 @@ def test_three_learners_run_notebook_04_on_the_hub(hub: tuple[str, int], passwor
 
     password_server.psql("; ".join(f"DROP SCHEMA tutorial_04_{n} CASCADE" for n in LEARNERS))
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot
+
+
+# --- Zero to JupyterHub values.yaml: linted, since it cannot be deployed here ----------------
+
+VALUES = HUB_DIR / "values.yaml"
+# Every key path values.yaml may set, as named in the chart's values.schema.yaml
+# (jupyterhub/zero-to-jupyterhub-k8s at 48ea50e3, November 2026; the full file validated
+# against that schema merged over the chart's defaults, 0 errors). Paths ending in "*"
+# are free-form in the chart (JupyterHub config, Kubernetes objects).
+KNOWN_PATHS = {
+    "hub.config.*", "hub.concurrentSpawnLimit", "hub.allowNamedServers",
+    "singleuser.image.name", "singleuser.image.tag", "singleuser.defaultUrl",
+    "singleuser.lifecycleHooks.postStart.*", "singleuser.memory.guarantee",
+    "singleuser.memory.limit", "singleuser.cpu.guarantee", "singleuser.cpu.limit",
+    "singleuser.storage.type", "singleuser.storage.capacity", "singleuser.extraEnv.*",
+    "singleuser.extraFiles.*", "singleuser.networkPolicy.egress", "singleuser.startTimeout",
+    "cull.enabled", "cull.timeout", "cull.every", "cull.maxAge", "cull.users",
+    "scheduling.userScheduler.enabled", "scheduling.podPriority.enabled",
+    "scheduling.userPlaceholder.enabled", "scheduling.userPlaceholder.replicas",
+    "prePuller.hook.enabled", "prePuller.continuous.enabled",
+    "proxy.https.enabled", "proxy.https.hosts", "proxy.https.letsencrypt.contactEmail",
+}
+QUANTITY = re.compile(r"^\d+(\.\d+)?[KMGT]i?$")
+
+
+def leaf_paths(node: object, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from leaf_paths(value, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip(".")
+
+
+def known(path: str) -> bool:
+    return path in KNOWN_PATHS or any(
+        k.endswith(".*") and path.startswith(k[:-1]) for k in KNOWN_PATHS)
+
+
+def test_z2jh_values_use_only_the_charts_keys() -> None:
+    values = yaml.safe_load(VALUES.read_text())
+    unknown = [p for p in leaf_paths(values) if not known(p)]
+    assert not unknown, f"not a key of the Zero to JupyterHub chart (typo?): {unknown}"
+
+
+def test_z2jh_values_make_sense_for_a_class() -> None:
+    values = yaml.safe_load(VALUES.read_text())
+    user = values["singleuser"]
+    memory = user["memory"]
+    assert QUANTITY.match(memory["limit"]) and QUANTITY.match(memory["guarantee"])
+    assert memory["guarantee"] == memory["limit"] == "1G", "a kernel under 350 MB; 1 GB each"
+    assert 0 < user["cpu"]["guarantee"] <= user["cpu"]["limit"]
+    # The class database comes from a Kubernetes secret, never from this file.
+    ref = user["extraEnv"]["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] and ref["key"]
+    assert "postgresql+asyncpg://" not in yaml.safe_dump(values), "no URL in the values"
+    cull = values["cull"]
+    assert cull["enabled"] is True and 0 < cull["every"] < cull["timeout"] <= cull["maxAge"]
+    overrides = user["extraFiles"]["lab-settings-overrides"]
+    assert overrides["mountPath"].endswith("/share/jupyter/lab/settings/overrides.json")
+    news = overrides["data"]["@jupyterlab/apputils-extension:notification"]
+    assert news == {"fetchNews": "false"}
+    assert user["defaultUrl"].endswith(tuple(p.name for p in (REPO / "notebooks").glob("00_*")))
+
+
+def test_instructor_guide_explains_every_setting() -> None:
+    guide = (REPO / "docs" / "instructor-guide.md").read_text()
+    section = guide.split("## Running a class on one server", 1)[1]
+    missing = sorted({p.split(".*")[0].rsplit(".", 1)[-1] for p in KNOWN_PATHS
+                      if p.split(".*")[0].rsplit(".", 1)[-1] not in section})
+    assert not missing, f"values.yaml settings the instructor guide does not explain: {missing}"
