@@ -60,6 +60,7 @@ class NotebookResult:
     notebook: str
     seconds: float
     problem: str | None  # None when the run was clean
+    peak: int | None = None  # server connections at most, measured for a learner alone
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Phase:
     learners: int
     wall: float = 0.0
     peak_connections: int = 0
+    window_peak: int = 0  # since the current notebook started (a learner alone)
+    load: str = ""  # the machine's load average at the start and end
     results: list[NotebookResult] = field(default_factory=list)
 
     @property
@@ -85,6 +88,7 @@ async def learner_runs(url: str, learner: str, paths: list[Path], phase: Phase) 
     """One learner: every notebook in order, one kernel each, as Run All does."""
     for path in paths:
         start = time.perf_counter()
+        phase.window_peak = 0
         problem = None
         try:
             run = await run_notebook(path, env=kernel_env(url, learner), timeout=600)
@@ -92,8 +96,9 @@ async def learner_runs(url: str, learner: str, paths: list[Path], phase: Phase) 
             problem = found[0] if found else None
         except Exception as err:  # the report lists it; the learner goes on to the next lesson
             problem = f"{type(err).__name__}: " + (str(err).strip().splitlines() or [""])[-1]
-        phase.results.append(NotebookResult(learner, path.stem,
-                                            time.perf_counter() - start, problem))
+        alone = phase.learners == 1
+        phase.results.append(NotebookResult(learner, path.stem, time.perf_counter() - start,
+                                            problem, phase.window_peak if alone else None))
         mark = "ok" if problem is None else f"PROBLEM {problem[:200]}"
         print(f"  {learner} {path.stem}: {time.perf_counter() - start:.1f} s {mark}",
               file=sys.stderr, flush=True)
@@ -105,8 +110,9 @@ async def sample_connections(url: str, phase: Phase, stop: asyncio.Event) -> Non
     try:
         async with engine.connect() as conn:
             while not stop.is_set():
-                phase.peak_connections = max(phase.peak_connections,
-                                             int(await conn.scalar(CLIENTS_SQL)))
+                now = int(await conn.scalar(CLIENTS_SQL))
+                phase.peak_connections = max(phase.peak_connections, now)
+                phase.window_peak = max(phase.window_peak, now)
                 await conn.commit()  # a fresh snapshot of pg_stat_activity each time
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.1)
@@ -119,9 +125,11 @@ async def run_class(url: str, learners: int, paths: list[Path], first: int = 1) 
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_connections(url, phase, stop))
     start = time.perf_counter()
+    before = os.getloadavg()[0]
     names = [f"learner{n:02d}" for n in range(first, first + learners)]
     await asyncio.gather(*(learner_runs(url, name, paths, phase) for name in names))
     phase.wall = time.perf_counter() - start
+    phase.load = f"{before:.1f} → {os.getloadavg()[0]:.1f}"
     stop.set()
     await sampler
     return phase
@@ -189,17 +197,19 @@ def report(phase: Phase, alone: Phase | None, paths: list[Path], markdown: bool,
     for path in paths:
         times = sorted(r.seconds for r in phase.results if r.notebook == path.stem)
         bad = [r for r in phase.results if r.notebook == path.stem and r.problem]
-        solo = [r.seconds for r in alone.results if r.notebook == path.stem] if alone else []
+        solo = [r for r in alone.results if r.notebook == path.stem] if alone else []
         rows.append((path.stem, f"{len(times) - len(bad)}/{len(times)}",
-                     f"{solo[0]:.1f}" if solo else "–", f"{quantile(times, 0.5):.1f}",
+                     f"{solo[0].seconds:.1f}" if solo else "–",
+                     str(solo[0].peak) if solo else "–", f"{quantile(times, 0.5):.1f}",
                      f"{quantile(times, 0.95):.1f}"))
     if markdown:
-        lines += ["| Notebook | Clean | Alone (s) | p50 (s) | p95 (s) |",
-                  "|---|---:|---:|---:|---:|"]
-        lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+        lines += ["| Notebook | Clean | Alone (s) | Alone: peak connections | p50 (s) | p95 (s) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
     else:
-        lines.append(f"{'notebook':<32} {'clean':>7} {'alone s':>8} {'p50 s':>7} {'p95 s':>7}")
-        lines += [f"{a:<32} {b:>7} {c:>8} {d:>7} {e:>7}" for a, b, c, d, e in rows]
+        lines.append(f"{'notebook':<32} {'clean':>7} {'alone s':>8} {'peak':>5} {'p50 s':>7} "
+                     f"{'p95 s':>7}")
+        lines += [f"{a:<32} {b:>7} {c:>8} {d:>5} {e:>7} {f:>7}" for a, b, c, d, e, f in rows]
     total = len(phase.results)
     ok = "goal met" if phase.clean == total else "GOAL MISSED"
     peak_goal = PEAK_PER_LEARNER_GOAL * n
@@ -211,7 +221,8 @@ def report(phase: Phase, alone: Phase | None, paths: list[Path], markdown: bool,
         ratio = phase.wall / alone.wall
         lines.append(f"Wall time: class {phase.wall:.0f} s, one learner alone {alone.wall:.0f} s"
                      f" (peak {alone.peak_connections} connections): {ratio:.1f}× "
-                     f"(goal for 6 learners ≤ {WALL_RATIO_GOAL:.0f}×).")
+                     f"(goal for 6 learners ≤ {WALL_RATIO_GOAL:.0f}×). Load average during "
+                     f"the run alone {alone.load}, during the class {phase.load}.")
     else:
         lines.append(f"Wall time: class {phase.wall:.0f} s (no run alone to compare).")
     for r in phase.results:
