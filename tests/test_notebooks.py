@@ -72,11 +72,15 @@ def output_text(nb) -> str:
     """Everything the code cells printed or displayed as text, in order."""
     parts = []
     for cell in nb.cells:
+        # A cell's prints can arrive as several stream messages, split mid-line:
+        # join them as printed, and put a line break only between cells and displays.
+        text = ""
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                parts.append(out.get("text", ""))
+                text += out.get("text", "")
             elif "data" in out:
-                parts.append(out["data"].get("text/plain", ""))
+                text += "\n" + out["data"].get("text/plain", "") + "\n"
+        parts.append(text)
     return "\n".join(parts)
 
 
