@@ -38,12 +38,8 @@ from typing import Literal
 
 from sqlalchemy.engine import URL, make_url
 
+from tutorial_kit.errors import TutorialError
 from tutorial_kit.net import LOOPBACK, free_port
-
-try:  # the shared error base (issue 17) renders as its message in a notebook
-    from tutorial_kit.errors import TutorialError
-except ImportError:  # pragma: no cover - before that module lands
-    TutorialError = RuntimeError  # type: ignore[misc,assignment]
 
 #: Set to ``required`` (CI does) to make a missing pgbouncer binary a test failure.
 REQUIRED_ENV = "TUTORIAL_PGBOUNCER"
