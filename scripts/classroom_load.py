@@ -45,7 +45,7 @@ from sqlalchemy.pool import NullPool
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_runner import notebook_paths, run_notebook, stderr_problems
 
-from tutorial_kit.classroom import class_schemas, drop_each
+from tutorial_kit.classroom import drop_each, list_schemas, server_limits
 from tutorial_kit.database import check_async_url, start_embedded
 
 PEAK_PER_LEARNER_GOAL = 3
@@ -166,23 +166,8 @@ def class_server() -> Iterator[tuple[str, str]]:
 
 
 async def drop_simulated(url: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            schemas = await class_schemas(conn)
-    finally:
-        await engine.dispose()
-    names = [s.name for s in schemas if re.fullmatch(r"learner\d\d", s.owner)]
+    names = [s.name for s in await list_schemas(url) if re.fullmatch(r"learner\d\d", s.owner)]
     await drop_each(url, names)
-
-
-async def max_connections(url: str) -> int:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(text("SELECT current_setting('max_connections')")))
-    finally:
-        await engine.dispose()
 
 
 def report(phase: Phase, alone: Phase | None, paths: list[Path], markdown: bool,
@@ -246,7 +231,7 @@ def main() -> int:
         print(f"warning: {args.learners} kernels may need {need_gb:.1f} GB; "
               f"{free_gb:.1f} GB is available", file=sys.stderr)
     with class_server() as (url, server):
-        limit = asyncio.run(max_connections(url))
+        limit = asyncio.run(server_limits(url)).max_connections
         alone = None
         if not args.no_alone:
             print("One learner alone:", file=sys.stderr, flush=True)

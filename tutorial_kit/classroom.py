@@ -126,7 +126,8 @@ async def drop_each(url: str, names: Sequence[str]) -> tuple[list[str], list[str
     return dropped, skipped
 
 
-async def _schemas(url: str) -> list[ClassSchema]:
+async def list_schemas(url: str) -> list[ClassSchema]:
+    """``class_schemas`` on a connection of its own."""
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
@@ -141,7 +142,7 @@ async def reset_mine(url: str, learner: str | None = None) -> tuple[list[str], i
     Other learners' schemas on a shared server are kept; returns (dropped, kept count).
     """
     learner = learner or learner_name()
-    schemas = await _schemas(url)
+    schemas = await list_schemas(url)
     mine = [s.name for s in schemas
             if s.owner == NO_OWNER or belongs_to(s.name, s.comment, learner)]
     dropped, skipped = await drop_each(url, mine)
@@ -305,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = find_database()
     print(db.describe())
     if args.action == "list":
-        print(format_list(_run(_schemas(db.url))))
+        print(format_list(_run(list_schemas(db.url))))
         return 0
     if args.action == "budget":
         if args.learners < 1:
@@ -315,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_budget(limits, args.learners, args.pool_size, args.max_overflow))
         return 0
 
-    schemas = _run(_schemas(db.url))
+    schemas = _run(list_schemas(db.url))
     if args.all:
         chosen, what = [s.name for s in schemas], "every tutorial schema"
     else:
