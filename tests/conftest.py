@@ -79,3 +79,18 @@ def kernel_env(**extra: str) -> dict[str, str]:
     # Keep matplotlib off any display and quiet about caches.
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
+
+
+def skip_without_pgbouncer(path: Path) -> None:
+    """Lessons that start a PgBouncer (13, 15) can't pass their checks without one.
+
+    They run clean without it (one paragraph on how to install it), but their
+    exercise solutions and claims need the real thing. Skip them here, unless
+    TUTORIAL_PGBOUNCER=required (CI), where a missing binary fails instead.
+    """
+    from tutorial_kit import pgbouncer
+
+    if "tutorial_kit.pgbouncer" not in path.read_text():
+        return
+    if pgbouncer.find_pgbouncer() is None and not pgbouncer.required():
+        pytest.skip(f"{path.name} needs pgbouncer (apt/conda/brew install pgbouncer)")

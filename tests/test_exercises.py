@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from conftest import kernel_env
+from conftest import kernel_env, skip_without_pgbouncer
 from exercise_builds import build, exercises, solution_code
 from notebook_runner import REPO, check_verdicts, notebook_paths, run_notebook
 
@@ -83,6 +83,7 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)
 def test_checks_reject_wrong_answers_and_accept_the_solution(path: Path,
                                                             embedded_pgdata: Path) -> None:
+    skip_without_pgbouncer(path)
     start_embedded(embedded_pgdata)
     nb, expected = trial_notebook(path)
     run = asyncio.run(run_notebook(path, nb=nb,
@@ -106,6 +107,7 @@ def instructor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)
 def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Path,
                                             embedded_pgdata: Path) -> None:
+    skip_without_pgbouncer(path)
     start_embedded(embedded_pgdata)
     copy = instructor_dir / path.name
     run = asyncio.run(run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))

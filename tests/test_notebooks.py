@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import READER_SNAPSHOT_SQL, kernel_env
+from conftest import READER_SNAPSHOT_SQL, kernel_env, skip_without_pgbouncer
 from notebook_runner import check_verdicts, notebook_paths, run_notebook, stderr_problems
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -122,6 +122,7 @@ def test_notebooks_found() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
     """(a) No DATABASE_URL: the notebook finds the embedded server by itself."""
+    skip_without_pgbouncer(path)
     url = start_embedded(embedded_pgdata)
     execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url)
 
@@ -130,6 +131,7 @@ def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_database_url(path: Path, password_server, reader_snapshot: str) -> None:
     """(b) DATABASE_URL names a password-auth server that holds a reader's tables."""
+    skip_without_pgbouncer(path)
     execute(path, kernel_env(DATABASE_URL=password_server.url), password_server.url)
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot, (
         "the notebook changed tables it did not create"
