@@ -198,7 +198,8 @@ def report(phase: Phase, alone: Phase | None, paths: list[Path], markdown: bool,
     total = len(phase.results)
     ok = "goal met" if phase.clean == total else "GOAL MISSED"
     peak_goal = PEAK_PER_LEARNER_GOAL * n
-    lines += ["", f"Runs clean: {phase.clean}/{total} ({ok})."]
+    lines += ["", f"Runs clean: {phase.clean}/{total} ({ok})"
+              + (f"; alone: {alone.clean}/{len(alone.results)}." if alone else ".")]
     lines.append(f"Peak server connections: {phase.peak_connections} "
                  f"(goal ≤ {PEAK_PER_LEARNER_GOAL} × {n} = {peak_goal}: "
                  f"{'met' if phase.peak_connections <= peak_goal else 'MISSED'}).")
@@ -210,7 +211,7 @@ def report(phase: Phase, alone: Phase | None, paths: list[Path], markdown: bool,
                      f"the run alone {alone.load}, during the class {phase.load}.")
     else:
         lines.append(f"Wall time: class {phase.wall:.0f} s (no run alone to compare).")
-    for r in phase.results:
+    for r in [*(alone.results if alone else []), *phase.results]:
         if r.problem:
             lines.append(f"  not clean: {r.learner} {r.notebook}: {r.problem[:300]}")
     return "\n".join(lines)

@@ -133,8 +133,10 @@ def test_budget_names_the_numbers() -> None:
                           is_superuser=False, version="18.6")
     report = format_budget(limits, learners=30)
     assert "30 × 15 = 450" in report and "90 free for learners" in report
-    assert "max_connections" in report and "PgBouncer" in report
+    assert "30 × 22 = 660" in report and "NOT" in report
+    assert "max_connections to about 850" in report and "PgBouncer" in report
     assert "OK:" in format_budget(limits, learners=4)
+    assert "Fits for most lessons" in format_budget(limits, learners=12)
 
 
 def test_server_full_message_is_one_paragraph() -> None:

@@ -36,9 +36,12 @@ from tutorial_kit.schema import (
 #: SQLAlchemy's QueuePool defaults: what one engine may hold at once.
 DEFAULT_POOL_SIZE = 5
 DEFAULT_MAX_OVERFLOW = 10
-#: Peak server connections one learner's kernel held while running the whole series,
-#: measured by ``make classroom-load`` (docs/benchmark.md, "Classroom load").
-MEASURED_PEAK_PER_LEARNER = 3
+#: Server connections one learner held, measured by ``make classroom-load`` (docs/benchmark.md,
+#: "Classroom load", 2026-11-25): at most this many in most lessons …
+TYPICAL_PER_LEARNER = 3
+#: … and, for a few seconds, this many in the lessons that open many connections on purpose
+#: (concurrency, a web app under load, clients with and without PgBouncer).
+LESSON_PEAKS = {"08": 8, "11": 11, "13": 22}
 #: Shown for schemas from before per-learner names (``tutorial_04``).
 NO_OWNER = "(no learner: older tutorial version)"
 
@@ -188,41 +191,47 @@ async def server_limits(url: str) -> ServerLimits:
 
 
 def format_budget(limits: ServerLimits, learners: int, pool_size: int = DEFAULT_POOL_SIZE,
-                  max_overflow: int = DEFAULT_MAX_OVERFLOW,
-                  typical: int = MEASURED_PEAK_PER_LEARNER) -> str:
-    """The ``class budget`` report: worst case, typical case, and what to do."""
+                  max_overflow: int = DEFAULT_MAX_OVERFLOW) -> str:
+    """The ``class budget`` report: the measured need, the server's room, and what to do."""
     per_kernel = pool_size + max_overflow
-    worst, usual = learners * per_kernel, learners * typical
+    peak_lesson, peak = max(LESSON_PEAKS.items(), key=lambda kv: kv[1])
+    usual, in_step = learners * TYPICAL_PER_LEARNER, learners * peak
     free = limits.for_learners
     reserved = f"{limits.superuser_reserved} reserved for superusers"
     if limits.reserved:
         reserved += f", {limits.reserved} for pg_use_reserved_connections"
+    spikes = ", ".join(f"{lesson}: {n}" for lesson, n in sorted(LESSON_PEAKS.items()))
     lines = [
         f"Server: PostgreSQL {limits.version}: max_connections = {limits.max_connections} "
         f"({reserved}), {limits.in_use} in use now -> {free} free for learners.",
-        f"Worst case: {learners} learners × (pool_size {pool_size} + max_overflow "
-        f"{max_overflow}) = {learners} × {per_kernel} = {worst} connections.",
-        f"Measured:   {learners} learners × {typical} (peak per learner running the whole "
-        f"series, make classroom-load) = {usual} connections.",
+        f"One engine's pool: pool_size {pool_size} + max_overflow {max_overflow} = "
+        f"{per_kernel}; if every learner's kernel filled one: {learners} × {per_kernel} = "
+        f"{learners * per_kernel}.",
+        f"Measured (make classroom-load): most lessons hold ≤ {TYPICAL_PER_LEARNER} per "
+        f"learner -> {learners} × {TYPICAL_PER_LEARNER} = {usual}. Lessons that open many "
+        f"connections on purpose, for a few seconds ({spikes}): the whole class running "
+        f"lesson {peak_lesson}'s cell together needs {learners} × {peak} = {in_step}.",
         "",
     ]
-    if worst <= free:
-        lines.append(f"OK: even if every kernel filled its pool, {worst} ≤ {free}.")
+    if in_step <= free:
+        lines.append(f"OK: even the whole class in step at lesson {peak_lesson} fits "
+                     f"({in_step} ≤ {free}).")
         return "\n".join(lines)
     if usual <= free:
         lines.append(
-            f"Fits as the lessons are written ({usual} ≤ {free}), but not if every kernel "
-            f"filled its pool ({worst} > {free}): a learner who experiments with "
-            "bigger pools or many tasks can exhaust the server for everyone."
+            f"Fits for most lessons ({usual} ≤ {free}), but NOT when the class runs the "
+            f"many-connection cells of lessons {', '.join(sorted(LESSON_PEAKS))} at the same "
+            f"moment ({in_step} > {free}): the server then refuses new connections "
+            "(\"too many clients already\"). Have the room run those cells in turns, or:"
         )
     else:
-        lines.append(f"Does NOT fit: even the measured peak ({usual}) is more than {free}.")
-    need = max(usual, worst) + limits.superuser_reserved + limits.reserved + limits.in_use
+        lines.append(f"Does NOT fit: even ordinary lessons need {usual} > {free}.")
+    need = in_step + limits.superuser_reserved + limits.reserved + limits.in_use
     lines += [
         "",
         "Recommended for this class, in order:",
         f"  1. Raise max_connections to about {_round_up(need)} (a restart; on a managed "
-        "server, a parameter group or a larger instance). An idle connection costs a "
+        "server, its parameter settings or a larger instance). An idle connection costs a "
         "backend process of a few MB.",
         "  2. Or put PgBouncer in front (lesson 13) in pool_mode = session with "
         f"default_pool_size below {free}: learners beyond it wait in PgBouncer's queue "
