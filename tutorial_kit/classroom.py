@@ -38,7 +38,7 @@ DEFAULT_POOL_SIZE = 5
 DEFAULT_MAX_OVERFLOW = 10
 #: Server connections one learner held, measured by ``make classroom-load`` (docs/benchmark.md,
 #: "Classroom load", 2026-11-25): at most this many in most lessons …
-TYPICAL_PER_LEARNER = 3
+TYPICAL_PER_LEARNER = 4
 #: … and, for a few seconds, this many in the lessons that open many connections on purpose
 #: (concurrency, a web app under load, clients with and without PgBouncer).
 LESSON_PEAKS = {"08": 8, "11": 11, "13": 22}
