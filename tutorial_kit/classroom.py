@@ -3,7 +3,7 @@
 list                 every learner's tutorial schemas with their sizes, grouped by learner
 drop --learner NAME  drop one learner's tutorial schemas (needs --yes)
 drop --all           drop every tutorial schema in the database (needs --yes)
-budget --learners N  the connection budget: N kernels' pools against max_connections
+budget --learners N  the connections N learners need against the server's max_connections
 
 Only schemas carrying the tutorial's marker comment are ever listed or
 dropped (tutorial_kit.schema). The database is the one the notebooks use
@@ -93,7 +93,7 @@ def format_list(schemas: Sequence[ClassSchema]) -> str:
     for s in schemas:
         by_owner[s.owner].append(s)
     totals = {owner: sum(s.size_bytes for s in group) for owner, group in by_owner.items()}
-    width = max(len(s.name) for s in schemas) + 2
+    width = max(max(len(s.name) for s in schemas) + 2, *(len(o) - 2 for o in by_owner))
     lines = [f"{'Learner / schema':<{width + 2}} {'Size':>10}"]
     for owner in sorted(by_owner, key=lambda o: (-totals[o], o)):
         group = by_owner[owner]
