@@ -6,7 +6,9 @@
    tutorial's PostgreSQL, found the usual way (DATABASE_URL, else compose, else
    the embedded server). A notebook with an error output fails the build.
 2. Each executed copy gets one line under its title: open it on Binder, run it
-   locally, download it. The committed notebooks are not touched.
+   locally, download it. Links to repository files outside the book
+   (``../docs/…``) point at the repository instead. The committed notebooks are
+   not touched.
 3. ``jupyter-book build`` renders book/ plus the executed copies, offline
    (``execute_notebooks: off``: they already ran), and the HTML is copied to
    build/book/. Any Sphinx warning fails the build, so a broken link shows.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,10 +44,15 @@ def toc_notebooks() -> list[Path]:
     return [REPO / f"{f}.ipynb" for f in files]
 
 
+def repository() -> str:
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/")
+
+
 def launch_line(path: Path) -> str:
     """Markdown links to run this notebook: Binder, a local clone, the raw file."""
     config = yaml.safe_load((BOOK / "_config.yml").read_text())
-    repo = config["repository"]["url"].rstrip("/")
+    repo = repository()
     slug = repo.removeprefix("https://github.com/")
     binder = config["launch_buttons"]["binderhub_url"].rstrip("/")
     rel = f"notebooks/{path.name}"
@@ -55,10 +63,18 @@ def launch_line(path: Path) -> str:
     )
 
 
-def with_launch_line(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+OUTSIDE_LINK = re.compile(r"\]\(\.\./([^)#\s]+)")
+
+
+def site_copy(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+    """The executed notebook as the site shows it: launch links, repository links."""
     first = nb.cells[0]
     title, _, rest = first.source.partition("\n")
     first.source = f"{title}\n\n{launch_line(path)}\n{rest}"
+    blob = f"{repository()}/blob/HEAD/"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = OUTSIDE_LINK.sub(lambda m: f"]({blob}{m.group(1)}", cell.source)
     return nb
 
 
@@ -74,7 +90,7 @@ async def execute_all(paths: list[Path], jobs: int) -> None:
         async with gate:
             start = time.perf_counter()
             run = await run_notebook(path, env=env, timeout=300)
-            nbformat.write(with_launch_line(run.nb, path), target / path.name)
+            nbformat.write(site_copy(run.nb, path), target / path.name)
             print(f"  executed {path.name} in {time.perf_counter() - start:.1f} s", flush=True)
 
     await asyncio.gather(*(one(p) for p in paths))
