@@ -8,6 +8,8 @@ TUTORIAL_BROWSER_TESTS=required (set by .ci/run), where a missing browser fails.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,3 +51,36 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def server_process(cmd: list[str], *, name: str, log_path: Path, ready: Any,
+                   timeout: float = 60, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server for a browser test; wait until ``ready()`` is true; stop it after.
+
+    If the process exits or ``timeout`` passes first, the test fails with the end
+    of its log. ``ready`` is called repeatedly; an ``OSError`` counts as not ready.
+    """
+    log = log_path.open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"{name} did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.3)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -20,15 +20,13 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import chromium, require_chromium
+from browser import chromium, require_chromium, server_process
 from conftest import kernel_env
 from notebook_runner import VERDICT, notebook_paths
 
@@ -114,30 +112,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory, embedded_pgdata: Path) -> Iter
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    log = (root / "lab.log").open("w")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
-        time.sleep(0.3)
-    try:
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+            return r.status == 200
+
+    with server_process(cmd, name="JupyterLab", log_path=root / "lab.log", ready=ready,
+                        env=env):
         yield f"{base}|{token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from browser import REQUIRED, chromium, require_chromium
+from browser import REQUIRED, chromium, require_chromium, server_process
 from conftest import READER_SNAPSHOT_SQL, kernel_env
 from test_browser import KERNEL_STATE_JS, REPORT_JS, RUN_STATE_JS, VISIBLE_CELL
 
@@ -92,30 +92,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, password_server) -> Iterator[t
         TUTORIAL_HUB_ADMIN_TOKEN=TOKEN,
     )
     env.pop("MPLBACKEND", None)
-    log = (state / "hub.log").open("w")
-    proc = subprocess.Popen([str(JUPYTERHUB), "-f", str(config)], cwd=state, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if api(base, "/")[0] == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("JupyterHub did not start:\n" + (state / "hub.log").read_text()[-3000:])
-        time.sleep(0.5)
-    try:
+    with server_process([str(JUPYTERHUB), "-f", str(config)], name="JupyterHub",
+                        log_path=state / "hub.log", ready=lambda: api(base, "/")[0] == 200,
+                        timeout=120, cwd=state, env=env) as proc:
         yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def servers_running(base: str) -> dict[str, list[str]]:
