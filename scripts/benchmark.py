@@ -6,9 +6,11 @@ see where time goes. Each notebook runs once in a fresh kernel, against
 whatever database ``database_url()`` picks (DATABASE_URL, compose, or the
 embedded server). "Kernel time" is the time spent executing cells; "wall"
 adds the kernel's start-up, as a reader pays it. ``--book`` also times
-``make book`` (its own budget: 3 minutes).
+``make book`` (its own budget: 3 minutes). ``--server-start`` times the embedded
+PostgreSQL's first start in a new data directory (initdb, then start) and its restart
+over existing data, five runs each, in throwaway directories (the README quotes it).
 
-    python scripts/benchmark.py [--markdown] [--book] [NOTEBOOK ...]
+    python scripts/benchmark.py [--markdown] [--book] [--server-start] [NOTEBOOK ...]
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +32,34 @@ import sqlalchemy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from notebook_runner import notebook_paths, run_notebook
 
+from tutorial_kit import embedded
+
 MEAN_KERNEL_BUDGET_S, CELL_BUDGET_S, RSS_BUDGET_MB, BOOK_BUDGET_S = 6.0, 3.0, 350.0, 180.0
+SERVER_START_RUNS = 5
+
+
+def spread(seconds: list[float]) -> str:
+    return (f"median {statistics.median(seconds):.1f} s "
+            f"(min {min(seconds):.1f}, max {max(seconds):.1f}) over {len(seconds)} runs")
+
+
+def server_start_times() -> tuple[list[float], list[float]]:
+    """First start (initdb + start) and restart of the embedded server, in fresh dirs."""
+    first, again = [], []
+    for _ in range(SERVER_START_RUNS):
+        pgdata = Path(tempfile.mkdtemp(prefix="tutorial-benchmark-"))
+        try:
+            start = time.perf_counter()
+            embedded.start(pgdata)
+            first.append(time.perf_counter() - start)
+            embedded.stop(pgdata, mode="fast")
+            start = time.perf_counter()
+            embedded.start(pgdata)
+            again.append(time.perf_counter() - start)
+        finally:
+            embedded.stop(pgdata, mode="fast")
+            shutil.rmtree(pgdata, ignore_errors=True)
+    return first, again
 
 
 def main() -> int:
@@ -35,7 +67,15 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--book", action="store_true", help="also time scripts/build_book.py")
+    parser.add_argument("--server-start", action="store_true",
+                        help="time the embedded server's first start and restart, then stop")
     args = parser.parse_args()
+    if args.server_start:
+        first, again = server_start_times()
+        print(f"embedded PostgreSQL, first start (initdb + start): {spread(first)}")
+        print(f"embedded PostgreSQL, restart over existing data:   {spread(again)}")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        return 0
     paths = [p.resolve() for p in args.notebooks] or notebook_paths()
 
     rows = []
