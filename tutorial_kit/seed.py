@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tutorial_kit.models import Author, Book
@@ -93,19 +94,27 @@ def make_objects(data: Dataset) -> list[Author]:
 async def load_dataset(conn: AsyncConnection, data: Dataset) -> None:
     """Bulk-load ``data`` with PostgreSQL COPY and move the id sequences past it.
 
-    The tables must exist (``Base.metadata.create_all``) and be empty.
+    The tables must exist (``Base.metadata.create_all``) and be empty. Everything
+    happens in ``conn``'s transaction: if the block around it fails, no row stays.
     """
+    tables = [(table, rows) for table, rows in (("author", data.authors), ("book", data.books),
+                                                ("review", data.reviews)) if rows]
+    if not tables:
+        return
+    # The first statement goes through SQLAlchemy, not the driver: the asyncpg adapter
+    # sends BEGIN only before the first statement it executes
+    # (AsyncAdapt_asyncpg_cursor._prepare_and_execute), not at engine.begin(). A COPY
+    # on the driver connection before that would run outside the transaction and
+    # commit at once (lesson 03 shows it). This statement moves the id sequences.
+    await conn.execute(select(*[
+        func.setval(func.pg_get_serial_sequence(table, "id"), len(rows))
+        for table, rows in tables
+    ]))
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection  # the asyncpg.Connection under SQLAlchemy's adapter
     assert driver is not None
-    for table, rows in (("author", data.authors), ("book", data.books),
-                        ("review", data.reviews)):
-        if not rows:
-            continue
+    for table, rows in tables:
         columns = list(rows[0])
         await driver.copy_records_to_table(
             table, records=[tuple(r[c] for c in columns) for r in rows], columns=columns
-        )
-        await driver.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {len(rows)})"
         )
