@@ -10,7 +10,7 @@ a real ipykernel of that Python (``tutorial_kit.scratch_kernel``) runs three cel
 1. an ``async_main()`` that opens an engine, runs an ORM query and a stream
    with asyncpg, and disposes the engine; ``asyncio.run()`` of it, unpatched;
 2. ``apply()``, then ``asyncio.run(async_main())``, and on 3.12+ the same
-   with ``loop_factory=asyncio.new_event_loop``;
+   with a ``loop_factory`` that counts the loops it makes (accepted is not used);
 3. ``print("next cell ran")``.
 
 The cells are sent twice: one at a time (as nbclient, nbconvert and ``make
@@ -66,9 +66,16 @@ import {pkg}
 {pkg}.apply()
 print("asyncio.run:", asyncio.run(async_main()))
 if sys.version_info >= (3, 12):
+    # Count the loops the factory makes: a run() that accepts the argument may still
+    # ignore it and use the kernel's running loop.
+    made = []
+    def factory():
+        made.append(asyncio.new_event_loop())
+        return made[-1]
     coro = async_main()
     try:
-        print("loop_factory:", asyncio.run(coro, loop_factory=asyncio.new_event_loop))
+        asyncio.run(coro, loop_factory=factory)
+        print(f"loop_factory: accepted, loops made: {{len(made)}}")
     except Exception as err:
         print("loop_factory:", type(err).__name__, str(err)[:80])
     finally:
@@ -126,8 +133,12 @@ def verdict(cells: list[dict]) -> str:
     parts = ["runs" if "asyncio.run: ok" in text else f"fails: {patched['error'] or text[:60]}"]
     if "loop_factory:" in text:
         line = next(ln for ln in text.splitlines() if ln.startswith("loop_factory:"))
-        parts.append("loop_factory ok" if "loop_factory: ok" in line else
-                     "loop_factory " + line.split(":", 1)[1].strip().split(" ")[0])
+        if "accepted" in line:
+            used = not line.endswith("loops made: 0")
+            parts.append("`loop_factory` used" if used else
+                         "`loop_factory` accepted but never called")
+        else:
+            parts.append("`loop_factory` " + line.split(":", 1)[1].strip().split(" ")[0])
     parts += [f"stderr: {s}" for s in patched["stderr"]]
     parts.append("next cell ran" if after["replied"] else "**next cell dropped**")
     return "; ".join(parts)
