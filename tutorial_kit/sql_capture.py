@@ -9,6 +9,13 @@ What it counts is **statements**: one per ``cursor.execute()`` or
 ``executemany()`` call. That is not the number of network round trips: the
 driver also sends BEGIN and COMMIT, and asyncpg prepares a statement before
 its first use; none of those pass through these events.
+
+``show()`` tags a statement sent with the driver's ``executemany()`` (one
+statement, many parameter sets) ``[executemany]``, and each batch of an
+*insertmanyvalues* INSERT (many rows in one multi-row ``VALUES``, sent with
+``execute()``) ``[insertmanyvalues]``. SQLAlchemy fires the event with
+``executemany=True`` for both (``Connection._exec_insertmany_context``), so
+the two are told apart by the context's ``execute_style``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -31,6 +39,8 @@ class Statement:
 
     sql: str
     params: Any
+    #: True if sent with the driver's ``executemany()``: one statement, many
+    #: parameter sets. False for an insertmanyvalues batch (see below).
     executemany: bool
     #: True if it ran with ``stream_results`` (a server-side cursor), as
     #: ``session.stream()``, ``conn.stream()`` and ``yield_per`` ask for.
@@ -40,6 +50,9 @@ class Statement:
     #: ``time.perf_counter()`` before the statement went out and after it came back.
     started: float
     ended: float | None = None
+    #: True for one batch of an *insertmanyvalues* INSERT: many rows in one
+    #: multi-row ``VALUES``, sent with the driver's ``execute()``.
+    insertmanyvalues: bool = False
 
 
 @dataclass
@@ -80,6 +93,7 @@ class QueryLog:
             if len(sql) > width:
                 sql = sql[:width] + " …"
             flags = ("  [executemany]" if stmt.executemany else "") + (
+                "  [insertmanyvalues]" if stmt.insertmanyvalues else "") + (
                 "  [server-side cursor]" if stmt.streamed else "")
             print(f"-- [{i}]{flags}\n{sql}")
             if params:
@@ -101,11 +115,16 @@ def capture_sql(
     def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                executemany: bool) -> None:
         options = context.execution_options if context is not None else {}
+        # An insertmanyvalues batch arrives with executemany=True but goes to
+        # the driver's execute(): tell it apart by the context's execute_style.
+        batch = (context is not None
+                 and context.execute_style is ExecuteStyle.INSERTMANYVALUES)
         stmt = Statement(
-            statement, parameters, executemany,
+            statement, parameters, executemany and not batch,
             streamed=bool(options.get("stream_results", False)),
             connection=id(conn.connection.driver_connection),
             started=time.perf_counter(),
+            insertmanyvalues=batch,
         )
         running[id(cursor)] = stmt
         log.statements.append(stmt)
