@@ -2,7 +2,9 @@
 
 A claim about a library's behaviour is only as good as the reading behind it, so its
 entry names the installed file and function it was checked against
-(``source: sqlalchemy/orm/persistence.py::_emit_update_statements``). This test keeps
+(``source: sqlalchemy/orm/persistence.py::_emit_update_statements``; the standard library as
+``stdlib/asyncio/runners.py::run``; PostgreSQL and PgBouncer by their documentation's
+address). This test keeps
 those names honest: the file exists in this environment's site-packages and each dotted
 part of the name is a ``def`` or ``class`` in it. The readings are of the pinned versions
 (requirements.txt), so this test runs in the main environment only; the matrix's SQLAlchemy
@@ -22,6 +24,9 @@ import yaml
 CLAIMS = Path(__file__).resolve().parent / "claims"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+# PostgreSQL and PgBouncer are not Python: a claim about them names their documentation.
+DOCS = ("https://www.postgresql.org/docs/", "https://www.pgbouncer.org/")
 KEYS = {"claim", "pattern", "min", "max", "equal", "source"}
 CLAIM_FILES = sorted(CLAIMS.glob("*.yml"))
 
@@ -42,10 +47,14 @@ def defines(code: str, name: str) -> bool:
 
 
 def source_problem(source: str) -> str | None:
+    if source.startswith(DOCS):
+        return None
     path, sep, name = source.partition("::")
     if not sep or not name:
-        return f"{source!r}: expected '<file under site-packages>::<function or Class.method>'"
-    file = SITE_PACKAGES / path
+        return (f"{source!r}: expected '<file under site-packages>::<function or Class.method>',"
+                f" 'stdlib/<file>::<name>' or a documentation page under {DOCS}")
+    file = STDLIB / path.removeprefix("stdlib/") if path.startswith("stdlib/") else (
+        SITE_PACKAGES / path)
     if not file.is_file():
         return f"{source!r}: {path} is not an installed file"
     code = file.read_text(errors="replace")
@@ -92,3 +101,7 @@ def test_source_problem_finds_real_and_missing_names() -> None:
     assert source_problem("sqlalchemy/orm/persistence.py::no_such_function")
     assert source_problem("sqlalchemy/orm/no_such_file.py::x")
     assert source_problem("sqlalchemy/orm/persistence.py")
+    assert source_problem("stdlib/asyncio/runners.py::run") is None
+    assert source_problem("stdlib/asyncio/runners.py::no_such_function")
+    assert source_problem("https://www.pgbouncer.org/config.html#pool_mode") is None
+    assert source_problem("https://example.com/blog")
