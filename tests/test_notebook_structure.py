@@ -68,6 +68,12 @@ def test_template_sections(path: Path) -> None:
     order = [text.index(h) for h in ("## Overview", "## Prerequisites", "## Imports",
                                      "## Summary", "## What's next", "## Resources")]
     assert order == sorted(order), "template sections are out of order"
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    if exercises:
+        before = "\n".join(c.source for c in nb.cells[:exercises[0] + 1]
+                           if c.cell_type == "markdown")
+        assert re.search(r"^## Exercises\s*$", before, re.M), (
+            "the exercises need their '## Exercises' section before the first one")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
