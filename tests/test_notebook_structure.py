@@ -182,3 +182,26 @@ def test_outline_lists_lessons_00_to_15_in_order() -> None:
     text = markdown(load(NOTEBOOKS[0])).split("## The lessons", 1)[1]
     numbers = re.findall(r"^\| \[?(\d\d) · ", text, re.M)
     assert numbers == [f"{n:02d}" for n in range(16)], f"00's outline lists {numbers}"
+
+
+# "[NN · Title](NN_name.ipynb), section *Heading*": the house form of a cross-link.
+SECTION_LINK = re.compile(
+    r"\]\(([0-9]{2}_[a-z0-9_]+\.ipynb)(?:#[^)]*)?\),?\s+sections?\s+\*([^*]+)\*")
+
+
+def headings(nb: nbformat.NotebookNode) -> set[str]:
+    return {" ".join(m.group(1).split())
+            for m in re.finditer(r"^#+\s+(.+?)\s*$", markdown(nb), re.M)}
+
+
+def test_section_links_name_real_headings() -> None:
+    """A link that names a section of another lesson names a heading that exists there.
+
+    Sections get renamed as lessons are corrected; this catches the links left behind.
+    """
+    found = {p.name: headings(load(p)) for p in NOTEBOOKS}
+    broken = [f"{p.name} -> {target}, section *{section}*"
+              for p in NOTEBOOKS
+              for target, raw in SECTION_LINK.findall(markdown(load(p)))
+              if (section := " ".join(raw.split())) not in found.get(target, set())]
+    assert not broken, "links to sections that do not exist:\n" + "\n".join(broken)
