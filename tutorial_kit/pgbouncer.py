@@ -17,7 +17,8 @@ PgBouncer refuses to run as root. As root (CI, containers) it runs as the
 embedded server's system user, which can also reach that server's socket.
 
 ``make_certificates`` makes a throwaway CA and a server certificate for
-127.0.0.1 with the ``openssl`` command-line tool, for lesson 15's TLS endpoint.
+127.0.0.1 (and the name ``localhost``) with the ``openssl`` command-line tool, for
+lesson 15's TLS endpoint; given another ``host``, a certificate for that address only.
 """
 
 from __future__ import annotations
@@ -98,12 +99,20 @@ class Certificates:
     other_ca: Path
 
 
-def make_certificates(directory: Path, *, host: str = LOOPBACK) -> Certificates:
-    """Make a CA and a server certificate for ``host`` (and localhost) with ``openssl``.
+def make_certificates(directory: Path, *, host: str = LOOPBACK,
+                      names: tuple[str, ...] | None = None) -> Certificates:
+    """Make a CA and a server certificate for the IP address ``host`` with ``openssl``.
+
+    The certificate also names the DNS ``names``: by default ``localhost`` when
+    ``host`` is the loopback address, and none otherwise, so that a certificate
+    made out to another address matches no name of this machine either.
 
     EC P-256 keys (fast to make), valid for 2 days, with the extensions that
     Python's strict verification (3.13+) asks for.
     """
+    if names is None:
+        names = ("localhost",) if host == LOOPBACK else ()
+    alt_names = ", ".join([f"IP:{host}", *(f"DNS:{name}" for name in names)])
     openssl = shutil.which("openssl")
     if openssl is None:
         raise PgBouncerError("The openssl command is not installed; install it (apt install "
@@ -118,7 +127,7 @@ def make_certificates(directory: Path, *, host: str = LOOPBACK) -> Certificates:
         "basicConstraints = critical, CA:FALSE\n"
         "keyUsage = critical, digitalSignature, keyEncipherment\n"
         "extendedKeyUsage = serverAuth\n"
-        f"subjectAltName = IP:{host}, DNS:localhost\n"
+        f"subjectAltName = {alt_names}\n"
         "subjectKeyIdentifier = hash\n"
         "authorityKeyIdentifier = keyid\n")
 
@@ -139,7 +148,8 @@ def make_certificates(directory: Path, *, host: str = LOOPBACK) -> Certificates:
         run("x509", "-req", "-in", f"{ca}.csr", "-key", f"{ca}.key", "-days", "2",
             "-extfile", "ca.ext", "-out", f"{ca}.crt")
     new_key("server")
-    run("req", "-new", "-key", "server.key", "-subj", "/CN=localhost", "-out", "server.csr")
+    run("req", "-new", "-key", "server.key", "-subj", f"/CN={names[0] if names else host}",
+        "-out", "server.csr")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-set_serial", "2", "-days", "2", "-extfile", "server.ext", "-out", "server.crt")
     (d / "server.key").chmod(0o600)
