@@ -2,8 +2,9 @@
 
 ``make_dataset`` returns plain row dicts (same seed, same rows), so a lesson
 can insert them through whichever path it is teaching. ``load_dataset`` is
-the fast path the later lessons use to set up their state: PostgreSQL
-``COPY`` through asyncpg, the fastest of the paths lesson 03 measures.
+what the later lessons use to set up their state: PostgreSQL ``COPY``
+through asyncpg, which sends no SQL statement per row (lesson 03 times it
+against the other bulk paths and prints whether their ranges overlap).
 """
 
 from __future__ import annotations
