@@ -147,3 +147,16 @@ def test_timer_and_memory() -> None:
         blob = [bytes(1000) for _ in range(5000)]
     assert t.seconds > 0 and m.mb > 4 and len(blob) == 5000
     assert rss_mb() > 10
+
+
+def test_one_line_drops_the_wrappers_class_names() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from tutorial_kit.errors import one_line
+
+    # As SQLAlchemy 2.0 words a wrapped asyncpg error; 2.1 leaves out the <class …> part.
+    err = DBAPIError("INSERT …", {}, Exception(
+        "<class 'asyncpg.exceptions.UndefinedFunctionError'>: function nope() does not exist"))
+    assert one_line(err) == "DBAPIError: function nope() does not exist"
+    assert one_line(ValueError("first\nsecond")) == "ValueError: first"
+    assert one_line(ValueError()) == "ValueError: "

@@ -10,6 +10,8 @@ returns instead; outside IPython these are ordinary exceptions.
 
 from __future__ import annotations
 
+import re
+
 
 class TutorialError(RuntimeError):
     """A setup problem the reader can fix; the message says what and how."""
@@ -23,3 +25,15 @@ class TutorialError(RuntimeError):
         first, *rest = str(self).splitlines() or [""]
         # ANSI red for the name, as IPython colours exception names.
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {first}", *rest]
+
+
+def one_line(err: BaseException) -> str:
+    """An error a lesson shows on purpose, as one line: its type, then its message's first line.
+
+    SQLAlchemy starts a wrapped driver error's message with the driver's class in
+    parentheses, and 2.0 adds asyncpg's class as ``<class '…'>: ``; both go, so the line
+    reads the same on SQLAlchemy 2.0 and 2.1.
+    """
+    first = (str(err).splitlines() or [""])[0]
+    message = re.sub(r"^\(\S+\) (<class '[^']+'>: )?", "", first)
+    return f"{type(err).__name__}: {message}"
