@@ -57,13 +57,13 @@ test-matrix: venv ## the series on SQLAlchemy 2.0/2.1, PostgreSQL 15/18, Python 
 	$(BIN)/python scripts/matrix.py
 
 binder-like: venv ## the series as Binder runs it: unprivileged user, environment.yml, embedded PostgreSQL
-	$(BIN)/python scripts/binder_like.py
+	$(BIN)/python -m tutorial_harness.binder_like
 
 lint: venv ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
 
-strip: venv ## nbstripout over notebooks/: outputs, counts, editor metadata (scripts/strip_notebooks.py)
-	$(BIN)/python scripts/strip_notebooks.py
+strip: venv ## nbstripout over notebooks/: outputs, counts, editor metadata (tutorial_harness/strip.py)
+	$(BIN)/python -m tutorial_harness.strip
 
 db: venv ## make sure a PostgreSQL is running and say which one
 	$(BIN)/python -m tutorial_kit up
@@ -75,13 +75,13 @@ reset-db: venv ## drop your own tutorial schemas (nothing else; other learners' 
 	$(BIN)/python -m tutorial_kit reset
 
 benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
-	$(BIN)/python scripts/benchmark.py
+	$(BIN)/python -m tutorial_harness.benchmark
 
 # A class on one server (docs/instructor-guide.md, "Running a class on one server").
 LEARNERS ?= 6
 HUB_DIR := classroom/jupyterhub
 classroom-load: venv ## LEARNERS=N run the whole series at once on one server (docs/benchmark.md)
-	$(BIN)/python scripts/classroom_load.py --learners $(LEARNERS)
+	$(BIN)/python -m tutorial_harness.classroom_load --learners $(LEARNERS)
 
 class-list: venv ## every learner's tutorial schemas with sizes (drop: python -m tutorial_kit class drop)
 	$(BIN)/python -m tutorial_kit class list
@@ -97,13 +97,13 @@ hub: venv $(HUB_DIR)/node_modules/.bin/configurable-http-proxy ## JupyterHub for
 	$(BIN)/jupyterhub -f $(HUB_DIR)/jupyterhub_config.py
 
 student: venv ## learner copies with no solution text at all, in build/student/
-	$(BIN)/python scripts/exercise_builds.py student
+	$(BIN)/python -m tutorial_harness.builds student
 
 instructor: venv ## copies with every scaffold filled by its solution, in build/instructor/
-	$(BIN)/python scripts/exercise_builds.py instructor
+	$(BIN)/python -m tutorial_harness.builds instructor
 
 book: venv ## execute every notebook and build the static site (Jupyter Book) in build/book/
-	$(BIN)/python scripts/build_book.py
+	$(BIN)/python -m tutorial_harness.book
 
 html: book ## the same as make book: one way to produce readable pages
 

@@ -35,8 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from devtools import (
+from tutorial_harness.devtools import (
     Missing,
     find_pg_bin,
     find_python,

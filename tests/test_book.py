@@ -21,11 +21,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from browser import chromium
-from build_book import OUT, SOURCE, toc_notebooks
-from conftest import kernel_env
-from notebook_runner import REPO, notebook_paths
 
+from tutorial_harness.book import OUT, SOURCE, toc_notebooks
+from tutorial_harness.browser import chromium
+from tutorial_harness.runner import REPO, kernel_env, notebook_paths
 from tutorial_kit.database import start_embedded
 from tutorial_kit.net import LOOPBACK, free_port
 
@@ -49,7 +48,7 @@ def test_config_builds_offline() -> None:
 def site(embedded_pgdata: Path) -> Iterator[str]:
     """Build the book, serve build/book/ on loopback, yield its base URL."""
     start_embedded(embedded_pgdata)
-    build = subprocess.run([sys.executable, str(REPO / "scripts" / "build_book.py")],
+    build = subprocess.run([sys.executable, "-m", "tutorial_harness.book"],
                            env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), cwd=REPO,
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]

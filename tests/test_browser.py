@@ -7,7 +7,7 @@ page, fails on a kernel-selection dialog, clicks Run → Run All Cells, waits
 for the kernel to go idle with every code cell executed, fails on any error
 output, and saves a screenshot under build/screenshots/.
 
-Chromium comes from tests/browser.py: without it the tests skip, unless
+Chromium comes from tutorial_harness/browser.py: without it the tests skip, unless
 TUTORIAL_BROWSER_TESTS=required (set by .ci/run), where a missing browser fails.
 Each Run All must also leave every exercise check at "not yet": the committed
 notebooks are the learner's, with no answers in them.
@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import chromium, require_chromium, server_process
-from conftest import kernel_env
-from notebook_runner import VERDICT, notebook_paths
 
+from tutorial_harness.browser import chromium, require_chromium, server_process
+from tutorial_harness.runner import kernel_env, notebook_paths
 from tutorial_kit.database import start_embedded
+from tutorial_kit.exercises import VERDICT
 from tutorial_kit.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent

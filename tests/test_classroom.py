@@ -16,10 +16,15 @@ from pathlib import Path
 import asyncpg
 import nbformat
 import pytest
-from conftest import READER_SNAPSHOT_SQL, kernel_env
-from notebook_runner import NotebookRun, notebook_paths, run_notebook, stderr_problems
-from pg_server import PasswordServer
 
+from tutorial_harness.pg_server import READER_SNAPSHOT_SQL, PasswordServer
+from tutorial_harness.runner import (
+    NotebookRun,
+    kernel_env,
+    notebook_paths,
+    run_notebook,
+    stderr_problems,
+)
 from tutorial_kit.schema import MARKER, learner_schema, marker_comment
 
 REPO = Path(__file__).resolve().parent.parent

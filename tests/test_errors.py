@@ -6,9 +6,8 @@ import asyncio
 from pathlib import Path
 
 import nbformat
-from conftest import kernel_env
-from notebook_runner import run_notebook
 
+from tutorial_harness.runner import kernel_env, run_notebook
 from tutorial_kit.database import DatabaseConfigError
 from tutorial_kit.errors import TutorialError
 from tutorial_kit.schema import ForeignSchemaError

@@ -28,15 +28,16 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from conftest import kernel_env, skip_without_pgbouncer
-from exercise_builds import build, exercises, solution_code
-from notebook_runner import REPO, check_verdicts, notebook_paths, run_notebook
 
+from tutorial_harness.builds import build
+from tutorial_harness.pytest_plugin import skip_without_pgbouncer
+from tutorial_harness.runner import REPO, kernel_env, notebook_paths, run_notebook
 from tutorial_kit.database import start_embedded
+from tutorial_kit.exercises import exercises, printed_verdicts, solution_code
 
 WRONG_DIR = REPO / "tests" / "wrong_answers"
 LESSONS = [p for p in notebook_paths()
-           if exercises(nbformat.read(p, as_version=4))]
+           if exercises(nbformat.read(p, as_version=4).cells)]
 IDS = [p.stem for p in LESSONS]
 
 
@@ -55,7 +56,7 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
     """
     nb = nbformat.read(path, as_version=4)
     wrong = wrong_answers(path)
-    by_scaffold = {ex.scaffold: ex for ex in exercises(nb)}
+    by_scaffold = {ex.scaffold: ex for ex in exercises(nb.cells)}
     numbers = sorted(ex.number for ex in by_scaffold.values())
     assert sorted(wrong) == numbers, f"wrong answers for exercises {sorted(wrong)}, " \
                                      f"the notebook has {numbers}"
@@ -88,7 +89,7 @@ def test_checks_reject_wrong_answers_and_accept_the_solution(path: Path,
     nb, expected = trial_notebook(path)
     run = asyncio.run(run_notebook(path, nb=nb,
                                    env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
-    got = check_verdicts(run.nb)
+    got = printed_verdicts(run.nb.cells)
     assert len(got) == len(expected)
     wrong = [f"{what}: expected {verdict!r}, printed {line!r}"
              for (verdict, what), (_, line, seen) in zip(expected, got, strict=True)
@@ -111,8 +112,8 @@ def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Path,
     start_embedded(embedded_pgdata)
     copy = instructor_dir / path.name
     run = asyncio.run(run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
-    verdicts = check_verdicts(run.nb)
-    assert len(verdicts) == len(exercises(nbformat.read(path, as_version=4)))
+    verdicts = printed_verdicts(run.nb.cells)
+    assert len(verdicts) == len(exercises(nbformat.read(path, as_version=4).cells))
     failing = [line for _, line, verdict in verdicts if verdict != "correct"]
     assert not failing, failing
 
@@ -131,7 +132,7 @@ def test_student_copies_contain_no_solution_text(tmp_path: Path) -> None:
         copy_text = (tmp_path / path.name).read_text()
         copy = nbformat.reads(copy_text, as_version=4)
         visible = "\n".join(c.source for c in copy.cells)
-        for ex in exercises(original):
+        for ex in exercises(original.cells):
             lines = [ln for ln in distinctive_lines(solution_code(original.cells[ex.solution]))
                      if not _elsewhere(original, ex.solution, ln)]
             assert lines, f"{path.name} exercise {ex.number}: no solution line to trace"
@@ -159,7 +160,7 @@ def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
         assert row is not None, f"no row for {path.name} in the instructor guide"
         cell = row.rstrip(" |").rsplit("|", 1)[-1]
         given = {int(n): int(m) for n, m in re.findall(r"Ex (\d+): (\d+)", cell)}
-        numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4))]
+        numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4).cells)]
         assert sorted(given) == numbers, f"{path.name}: minutes for {sorted(given)}, " \
                                          f"exercises {numbers} (write 'Ex 1: 5 · Ex 2: 8')"
 
@@ -168,6 +169,6 @@ def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
 def test_solution_summary_is_visible(path: Path) -> None:
     """JupyterLab hides a source_hidden markdown cell whole, "Solution" summary included."""
     nb = nbformat.read(path, as_version=4)
-    hidden = [ex.number for ex in exercises(nb)
+    hidden = [ex.number for ex in exercises(nb.cells)
               if nb.cells[ex.solution].metadata.get("jupyter", {}).get("source_hidden")]
     assert not hidden, f"exercises {hidden}: solution cells must not be source_hidden"

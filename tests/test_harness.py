@@ -6,10 +6,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import kernel_env
 from nbclient.exceptions import CellExecutionError
 from test_notebooks import execute
 
+from tutorial_harness.runner import kernel_env
 from tutorial_kit.database import start_embedded
 
 HEADER = (

@@ -32,10 +32,11 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from browser import REQUIRED, chromium, require_chromium, server_process
-from conftest import READER_SNAPSHOT_SQL, kernel_env
 from test_browser import KERNEL_STATE_JS, REPORT_JS, RUN_STATE_JS, VISIBLE_CELL
 
+from tutorial_harness.browser import REQUIRED, chromium, require_chromium, server_process
+from tutorial_harness.pg_server import READER_SNAPSHOT_SQL
+from tutorial_harness.runner import kernel_env
 from tutorial_kit.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent

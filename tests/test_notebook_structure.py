@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from exercise_builds import exercises, solution_code
-from notebook_runner import notebook_paths
+
+from tutorial_harness.runner import notebook_paths
+from tutorial_kit.exercises import CHECK_CALL, exercises, solution_code
 
 NOTEBOOKS = notebook_paths()
 IDS = [p.stem for p in NOTEBOOKS]
@@ -118,7 +120,7 @@ def test_no_cell_magics_that_reject_await(path: Path) -> None:
 def test_exercises(path: Path) -> None:
     """Each exercise: `exercise` prompt, `scaffold` code, collapsed `solution`, `check`."""
     nb = load(path)
-    found = exercises(nb)  # raises on a broken four-cell layout
+    found = exercises(nb.cells)  # raises on a broken four-cell layout
     assert len(found) >= 2, "every lesson, 00 included, has at least 2 exercises"
     assert [ex.number for ex in found] == list(range(1, len(found) + 1)), "number them 1, 2, …"
     for ex in found:
@@ -130,9 +132,13 @@ def test_exercises(path: Path) -> None:
         assert solution.startswith("<details><summary>Solution</summary>") and \
             solution.endswith("</details>"), f"exercise {ex.number}: solution not collapsed"
         assert solution_code(nb.cells[ex.solution]).strip(), "empty solution"
-        check = nb.cells[ex.check].source
-        assert re.search(rf"^check\({ex.number},", check, re.M), (
-            f"exercise {ex.number}: the check cell calls check({ex.number}, …)"
+        check = nb.cells[ex.check].source.strip()
+        call = CHECK_CALL.match(check)
+        assert call and int(call.group(1)) == ex.number, (
+            f"exercise {ex.number}: the check cell is one call, checks.ex{ex.number}(…)"
+        )
+        assert len(ast.parse(check.replace("await ", "", 1)).body) == 1, (
+            f"exercise {ex.number}: the check cell holds nothing but its one call"
         )
         prompt = nb.cells[ex.prompt].source
         assert "```" not in prompt, f"exercise {ex.number}: the prompt shows code; hint instead"

@@ -19,13 +19,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import READER_SNAPSHOT_SQL, kernel_env, skip_without_pgbouncer
-from notebook_runner import check_verdicts, notebook_paths, run_notebook, stderr_problems
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tutorial_harness.pg_server import READER_SNAPSHOT_SQL
+from tutorial_harness.pytest_plugin import skip_without_pgbouncer
+from tutorial_harness.runner import (
+    kernel_env,
+    notebook_paths,
+    run_notebook,
+    stderr_problems,
+)
 from tutorial_kit.database import start_embedded
+from tutorial_kit.exercises import printed_verdicts
 
 NOTEBOOKS = notebook_paths()
 CLAIMS = Path(__file__).resolve().parent / "claims"
@@ -61,7 +68,7 @@ def execute(path: Path, env: dict[str, str], url: str) -> None:
     problems = stderr_problems(run.nb)
     assert not problems, "stderr output a reader would see:\n" + "\n".join(problems)
     # The committed notebooks are the learner's: no exercise is answered in them.
-    answered = [f"cell {i}: {line!r}" for i, line, verdict in check_verdicts(run.nb)
+    answered = [f"cell {i}: {line!r}" for i, line, verdict in printed_verdicts(run.nb.cells)
                 if verdict != "not yet"]
     assert not answered, "every check should print its 'not yet' line:\n" + "\n".join(answered)
     wrong = claim_problems(path, run.nb)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from devtools import environment_yml_lists, read_requirements
 
+from tutorial_harness.devtools import environment_yml_lists, read_requirements
 from tutorial_kit import database
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import strip_notebooks
 import yaml
+
+from tutorial_harness import strip as strip_notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,7 @@ def messy_notebook(path: Path) -> None:
 
 
 def run_strip(cwd: Path, *files: str) -> None:
-    """``python scripts/strip_notebooks.py FILE…`` run from ``cwd`` (in-process: fast)."""
+    """``python -m tutorial_harness.strip FILE…`` run from ``cwd`` (in-process: fast)."""
     here = Path.cwd()
     os.chdir(cwd)
     try:
@@ -85,7 +86,7 @@ def test_pre_commit_runs_ruff_and_the_same_strip() -> None:
     config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert "ruff" in hooks["ruff"]["entry"]
-    assert "scripts/strip_notebooks.py" in hooks["nbstripout"]["entry"]
+    assert "tutorial_harness.strip" in hooks["nbstripout"]["entry"]
     assert hooks["nbstripout"]["files"] == r"\.ipynb$"
     contributing = (REPO / "CONTRIBUTING.md").read_text()
     assert "pre-commit install" in contributing

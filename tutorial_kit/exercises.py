@@ -1,9 +1,11 @@
-"""Checks for the exercises, printed as one line and never raised.
+"""The exercise format, in one place: the cell layout, the verdict line, and reading both back.
 
-Each exercise is four cells in a row, tagged ``exercise`` (the prompt),
-``scaffold`` (the learner's code cell, which sets ``exN`` to ``None``),
-``solution`` (a markdown cell with the answer in a collapsed ``<details>``
-block, so it can never run by itself) and ``check`` (a call to ``check``).
+Each exercise is four cells in a row, tagged ``exercise`` (the prompt, a markdown
+cell titled ``### Exercise N: …``), ``scaffold`` (the learner's code cell, which
+sets ``exN`` to ``None``), ``solution`` (a markdown cell with the answer in a
+collapsed ``<details>`` block, so it can never run by itself) and ``check`` (one
+call, ``checks.exN(...)`` or ``await checks.exN(...)``, into the lesson's module in
+``tutorial_kit.checks``, so no check cell shows the technique it tests).
 
 A check prints ``✓ Exercise N: correct`` or ``✗ Exercise N: not yet — hint``
 and returns nothing, so *Run All* always reaches the end of the notebook.
@@ -15,7 +17,9 @@ reached the wrong way is still "not yet".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: ``(test, hint)``: ``test(answer)`` is truthy when the answer passes this rule.
@@ -23,6 +27,20 @@ Rule = tuple[Callable[[Any], object], str]
 
 PASS = "✓"
 NOT_YET = "✗"
+#: One printed verdict: its mark, the exercise number, and "correct" or "not yet".
+VERDICT = re.compile(rf"^([{PASS}{NOT_YET}]) Exercise (\d+): (correct|not yet)\b.*$", re.M)
+
+#: The four cells of an exercise, in order, with the cell type each must have.
+LAYOUT = (("exercise", "markdown"), ("scaffold", "code"), ("solution", "markdown"),
+          ("check", "code"))
+TITLE = re.compile(r"^###\s+Exercise\s+(\d+)\b", re.M)
+SOLUTION_OPEN = "<details><summary>Solution</summary>"
+SOLUTION_CLOSE = "</details>"
+#: The check cell: one call into the lesson's check module, nothing else.
+CHECK_CALL = re.compile(r"^(?:await )?checks\.ex(\d+)\(")
+_FENCE = re.compile(r"```python\n(.*?)```", re.S)
+
+Cell = Mapping[str, Any]   # an nbformat cell (a dict), so this module needs no nbformat
 
 
 def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
@@ -50,3 +68,70 @@ def check(number: int, answer: Any, *rules: Rule) -> None:
     answers). Every rule must pass; the first one that fails gives the hint.
     """
     print(verdict(number, answer, *rules)[1])
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """Cell indexes of one exercise's four cells, and its number from the prompt's title."""
+
+    number: int
+    prompt: int
+    scaffold: int
+    solution: int
+    check: int
+
+
+def tags(cell: Cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def source(cell: Cell) -> str:
+    text = cell.get("source", "")
+    return text if isinstance(text, str) else "".join(text)
+
+
+def exercises(cells: Sequence[Cell]) -> list[Exercise]:
+    """Every exercise in a notebook's ``cells``; ``ValueError`` on a broken layout."""
+    found = []
+    for i, cell in enumerate(cells):
+        if LAYOUT[0][0] not in tags(cell):
+            continue
+        title = TITLE.search(source(cell))
+        if title is None:
+            raise ValueError(f"cell {i}: an exercise prompt starts with '### Exercise N: …'")
+        for offset, (tag, kind) in enumerate(LAYOUT):
+            j = i + offset
+            if j >= len(cells) or tag not in tags(cells[j]) or cells[j]["cell_type"] != kind:
+                raise ValueError(f"cell {j}: expected the {kind} cell tagged {tag!r}")
+        found.append(Exercise(int(title.group(1)), i, i + 1, i + 2, i + 3))
+    return found
+
+
+def solution_code(cell: Cell) -> str:
+    """The Python inside a solution cell's collapsed block."""
+    blocks = _FENCE.findall(source(cell))
+    if cell["cell_type"] != "markdown" or not blocks:
+        raise ValueError("a solution cell is markdown with a ```python block inside <details>")
+    return "\n".join(block.rstrip("\n") for block in blocks)
+
+
+def printed_verdicts(cells: Sequence[Cell]) -> list[tuple[int, str, str]]:
+    """``(cell index, line, "correct" | "not yet")`` for every executed ``check`` cell.
+
+    A check cell must print exactly one verdict line; a cell that printed none
+    (or an error) is reported with the verdict ``"missing"``.
+    """
+    found = []
+    for i, cell in enumerate(cells):
+        if "check" not in tags(cell):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "stream")
+        lines = VERDICT.findall(text)
+        if len(lines) != 1:
+            found.append((i, text.strip()[:200], "missing"))
+            continue
+        mark, _number, said = lines[0]
+        line = next(ln for ln in text.splitlines() if ln.startswith(mark))
+        found.append((i, line, said))
+    return found

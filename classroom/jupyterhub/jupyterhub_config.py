@@ -111,7 +111,6 @@ def _class_database_url() -> str:
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         return url
-    sys.path.insert(0, str(REPO))
     from tutorial_kit.database import find_database
 
     db = find_database()

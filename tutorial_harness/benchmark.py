@@ -10,7 +10,7 @@ adds the kernel's start-up, as a reader pays it. ``--book`` also times
 PostgreSQL's first start in a new data directory (initdb, then start) and its restart
 over existing data, five runs each, in throwaway directories (the README quotes it).
 
-    python scripts/benchmark.py [--markdown] [--book] [--server-start] [NOTEBOOK ...]
+    python -m tutorial_harness.benchmark [--markdown] [--book] [--server-start] [NOTEBOOK ...]
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_runner import notebook_paths, run_notebook
-
+from tutorial_harness.runner import notebook_paths, run_notebook
 from tutorial_kit import embedded
 
 MEAN_KERNEL_BUDGET_S, CELL_BUDGET_S, RSS_BUDGET_MB, BOOK_BUDGET_S = 6.0, 3.0, 350.0, 180.0
@@ -66,7 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    parser.add_argument("--book", action="store_true", help="also time scripts/build_book.py")
+    parser.add_argument("--book", action="store_true", help="also time tutorial_harness/book.py")
     parser.add_argument("--server-start", action="store_true",
                         help="time the embedded server's first start and restart, then stop")
     args = parser.parse_args()

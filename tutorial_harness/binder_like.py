@@ -10,13 +10,13 @@
 - no DATABASE_URL: the notebooks find the embedded PostgreSQL by themselves, started by
   a non-root kernel, as on Binder.
 
-Every notebook runs once in a fresh kernel (scripts/notebook_runner.py from the clone).
+Every notebook runs once in a fresh kernel (tutorial_harness.runner from the clone).
 Any error output fails the run. Every 50 ms the RSS of the kernel's process tree and of
 the clone's PostgreSQL (its postmaster and all its children) is summed; the peak of that
 sum must stay under --limit-mb (1000 MB: Binder guarantees 1 GB). The embedded server is
 stopped and the temporary folder removed at the end.
 
-    python scripts/binder_like.py [--python PATH] [--keep] [--limit-mb 1000]
+    python -m tutorial_harness.binder_like [--python PATH] [--keep] [--limit-mb 1000]
 
 Needs psutil and pyyaml in the interpreter that runs it (the project's .venv has both).
 """
@@ -38,14 +38,12 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from devtools import (
+from tutorial_harness.devtools import (
     environment_yml_lists,
     python_candidates,
     read_requirements,
     requirement_name,
 )
-
 from tutorial_kit.accounts import ensure_user as ensure_account
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,8 +57,7 @@ HARNESS_ONLY = ("nbclient", "nbformat")
 # Runs inside the user's venv, in the clone: each notebook once, one JSON line per notebook.
 RUNNER = r"""
 import asyncio, json, os, sys, time, traceback
-sys.path.insert(0, os.path.join(os.getcwd(), "scripts"))
-from notebook_runner import notebook_paths, run_notebook, stderr_problems
+from tutorial_harness.runner import notebook_paths, run_notebook, stderr_problems
 failed = 0
 for path in notebook_paths():
     print(json.dumps({"start": path.stem, "t": time.time()}), flush=True)

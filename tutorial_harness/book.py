@@ -1,6 +1,6 @@
 """Build the tutorial's static site with Jupyter Book 1.0.x into build/book/.
 
-    python scripts/build_book.py [--jobs N]
+    python -m tutorial_harness.book [--jobs N]
 
 1. Every notebook in book/_toc.yml is executed in a fresh kernel against the
    tutorial's PostgreSQL, found the usual way (DATABASE_URL, else compose, else
@@ -29,8 +29,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_runner import REPO, run_notebook
+from tutorial_harness.runner import REPO, run_notebook
 
 BOOK = REPO / "book"
 SOURCE = REPO / "build" / "book-src"

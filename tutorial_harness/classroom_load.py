@@ -10,7 +10,7 @@ Before the class, one learner runs the series alone; the class's wall time is
 reported as a ratio to that. While anything runs, ``pg_stat_activity`` is
 sampled every 100 ms for the peak number of client connections.
 
-    python scripts/classroom_load.py --learners 12 [--markdown] [--no-alone] [NOTEBOOK ...]
+    python -m tutorial_harness.classroom_load --learners 12 [--markdown] [--no-alone] [NOTEBOOK ...]
     make classroom-load LEARNERS=12
 
 Goals (issue 16): every notebook run clean; peak connections ≤ 3 × learners;
@@ -42,9 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from notebook_runner import notebook_paths, run_notebook, stderr_problems
-
+from tutorial_harness.runner import notebook_paths, run_notebook, stderr_problems
 from tutorial_kit.classroom import drop_each, list_schemas, server_limits
 from tutorial_kit.database import check_async_url, start_embedded
 

@@ -3,7 +3,7 @@
 nbstripout (pinned in requirements-dev.txt) does the work, through its
 ``strip_output``; this file holds the configuration, so ``make strip``, the
 pre-commit hook and the student / instructor builds (``tidy``) strip exactly the
-same keys (``nbstripout $(python scripts/strip_notebooks.py --args)`` would too):
+same keys (``nbstripout $(python -m tutorial_harness.strip --args)`` would too):
 
 - nbstripout's defaults: outputs, execution counts, ``metadata.widgets``,
   ``cell.metadata.execution``, ``collapsed``, ``scrolled``, …;
@@ -14,7 +14,7 @@ same keys (``nbstripout $(python scripts/strip_notebooks.py --args)`` would too)
 
 ``metadata.kernelspec`` and cell ids are kept.
 
-Usage: python scripts/strip_notebooks.py [NOTEBOOK ...]   (default: every notebook in
+Usage: python -m tutorial_harness.strip [NOTEBOOK ...]   (default: every notebook in
 the repo's notebooks/, wherever you run it from)
 """
 

@@ -1,47 +1,22 @@
-"""Shared fixtures: an isolated embedded server and a password-auth server."""
+"""The tests' pytest plugin: shared fixtures and skips (registered in pyproject.toml).
+
+An isolated embedded server, a password-auth server holding a reader's own tables,
+and the skip for lessons that need a real PgBouncer.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
-
-from pg_server import PasswordServer  # noqa: E402
-
-from tutorial_kit import embedded  # noqa: E402
-from tutorial_kit.errors import TutorialError  # noqa: E402
-
-# Tables a reader might already have in the database DATABASE_URL names: the
-# tutorial must leave every one of them exactly as it found them.
-READER_TABLES_SQL = """
-CREATE TABLE public.a (id serial PRIMARY KEY, data text);
-CREATE TABLE public.b (id serial PRIMARY KEY, a_id int REFERENCES public.a(id), data text);
-CREATE TABLE public.author (id serial PRIMARY KEY, name text);
-INSERT INTO public.a (data) SELECT 'reader row ' || g FROM generate_series(1, 50) g;
-INSERT INTO public.b (a_id, data) SELECT g, 'child ' || g FROM generate_series(1, 50) g;
-INSERT INTO public.author (name) VALUES ('not a tutorial author');
-"""
-
-READER_SNAPSHOT_SQL = """
-SELECT string_agg(t, ' | ' ORDER BY t) FROM (
-  SELECT 'a:' || count(*) || ':'
-         || md5(coalesce(string_agg(id || data, ',' ORDER BY id), '')) AS t FROM public.a
-  UNION ALL SELECT 'b:' || count(*) || ':'
-         || md5(coalesce(string_agg(id || data, ',' ORDER BY id), '')) FROM public.b
-  UNION ALL SELECT 'author:' || count(*) FROM public.author
-  UNION ALL SELECT 'public tables:' || string_agg(tablename, ',' ORDER BY tablename)
-    FROM pg_tables WHERE schemaname = 'public'
-) s
-"""
+from tutorial_harness.pg_server import READER_SNAPSHOT_SQL, READER_TABLES_SQL, PasswordServer
+from tutorial_kit import embedded
+from tutorial_kit.errors import TutorialError
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,14 +46,6 @@ def password_server() -> Iterator[PasswordServer]:
 @pytest.fixture(scope="session")
 def reader_snapshot(password_server: PasswordServer) -> str:
     return password_server.psql(READER_SNAPSHOT_SQL)
-
-
-def kernel_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TUTORIAL_PGDATA")}
-    env.update(extra)
-    # Keep matplotlib off any display and quiet about caches.
-    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    return env
 
 
 def skip_without_pgbouncer(path: Path) -> None:
