@@ -43,6 +43,12 @@ _FENCE = re.compile(r"```python\n(.*?)```", re.S)
 Cell = Mapping[str, Any]   # an nbformat cell (a dict), so this module needs no nbformat
 
 
+def describe(err: BaseException) -> str:
+    """An error in a verdict line: its type and the start of its message, on one line."""
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message[:120]}"
+
+
 def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
     """The check's result and the one line it prints (``check`` without printing)."""
     if not rules:
@@ -54,7 +60,7 @@ def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
         try:
             ok = test(answer)
         except Exception as err:  # a wrongly shaped answer deserves the hint, not a traceback
-            detail = f"checking it raised {type(err).__name__}: {str(err)[:120]}. "
+            detail = f"checking it raised {describe(err)}. "
             return False, f"{NOT_YET} Exercise {number}: not yet — {detail}{hint}"
         if not ok:
             return False, f"{NOT_YET} Exercise {number}: not yet — {hint}"
