@@ -25,7 +25,7 @@ from tutorial_harness.runner import (
     run_notebook,
     stderr_problems,
 )
-from tutorial_kit.schema import MARKER, learner_schema, marker_comment
+from tutorial_kit.schema import MARKER, Learner, learner_schema, marker_comment
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = [p for p in notebook_paths() if int(p.name[:2]) >= 2]
@@ -60,7 +60,8 @@ def tutorial_kit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def make_schema(server, name: str, learner: str | None) -> None:
-    server.psql(f"CREATE SCHEMA {name}; COMMENT ON SCHEMA {name} IS '{marker_comment(learner)}';"
+    comment = marker_comment(Learner(learner) if learner else None)
+    server.psql(f"CREATE SCHEMA {name}; COMMENT ON SCHEMA {name} IS '{comment}';"
                 f"CREATE TABLE {name}.t AS SELECT g AS x FROM generate_series(1, 1000) g")
 
 
@@ -134,7 +135,9 @@ def isolation_notebook() -> Path:
 
 
 @pytest.mark.notebooks
-def test_two_learners_run_one_notebook_at_once(password_server, reader_snapshot: str) -> None:
+@pytest.mark.asyncio
+async def test_two_learners_run_one_notebook_at_once(password_server,
+                                                     reader_snapshot: str) -> None:
     """alice and bob run the same notebook at the same moment on one server: both clean."""
     path = isolation_notebook()
     lesson = path.name[:2]
@@ -148,24 +151,22 @@ def test_two_learners_run_one_notebook_at_once(password_server, reader_snapshot:
         spans[who] = (start, time.monotonic())
         return run
 
-    async def both() -> list[NotebookRun]:
-        return await asyncio.gather(learner("alice"), learner("bob"))
-
-    for run in asyncio.run(both()):
+    for run in await asyncio.gather(learner("alice"), learner("bob")):
         assert not stderr_problems(run.nb)
     (a0, a1), (b0, b1) = spans["alice"], spans["bob"]
     assert max(a0, b0) < min(a1, b1), "the two learners' kernels did not run at the same time"
     schemas = password_server.psql(
         "SELECT string_agg(nspname || '=' || obj_description(oid, 'pg_namespace'), '|' "
         f"ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'tutorial_{lesson}_%'")
-    assert schemas.split("|") == [f"tutorial_{lesson}_{who}={marker_comment(who)}"
+    assert schemas.split("|") == [f"tutorial_{lesson}_{who}={marker_comment(Learner(who))}"
                                   for who in ("alice", "bob")]
     dropped = tutorial_kit("class", "drop", "--all", "--yes", DATABASE_URL=password_server.url)
     assert dropped.returncode == 0, dropped.stderr
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot
 
 
-def test_a_full_server_gets_one_paragraph_naming_the_budget() -> None:
+@pytest.mark.asyncio
+async def test_a_full_server_gets_one_paragraph_naming_the_budget() -> None:
     """At max_connections, `make db`/a notebook's first cell say so, with the budget."""
     with PasswordServer() as server:
         # 5 slots, 3 of them reserved for superusers: the test role (postgres) is one.
@@ -174,23 +175,19 @@ def test_a_full_server_gets_one_paragraph_naming_the_budget() -> None:
                         "restart", "-l", str(server.dir / "log"), "-o",
                         f"-h 127.0.0.1 -p {server.port} -k {server.dir}"],
                        user=server.user, check=True, capture_output=True, timeout=120)
-
-        async def fill_then_ask() -> subprocess.CompletedProcess[str]:
-            holders = []
-            try:
-                while True:  # take every slot there is
-                    try:
-                        holders.append(await asyncpg.connect(
-                            server.url.replace("postgresql+asyncpg", "postgresql")))
-                    except asyncpg.TooManyConnectionsError:
-                        break
-                assert len(holders) == 5
-                return await asyncio.to_thread(tutorial_kit, "url", DATABASE_URL=server.url)
-            finally:
-                for conn in holders:
-                    await conn.close()
-
-        out = asyncio.run(fill_then_ask())
+        holders = []
+        try:
+            while True:  # take every slot there is
+                try:
+                    holders.append(await asyncpg.connect(
+                        server.url.replace("postgresql+asyncpg", "postgresql")))
+                except asyncpg.TooManyConnectionsError:
+                    break
+            assert len(holders) == 5
+            out = await asyncio.to_thread(tutorial_kit, "url", DATABASE_URL=server.url)
+        finally:
+            for conn in holders:
+                await conn.close()
     assert out.returncode == 2
     message = out.stderr.strip()
     assert "Traceback" not in message and "\n" not in message

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tutorial_kit import __main__ as cli
 from tutorial_kit import database, embedded
-from tutorial_kit.database import _probe, _run
+from tutorial_kit.database import one_off_connection, run_sync
 from tutorial_kit.embedded import EmbeddedServerError
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -119,7 +120,12 @@ def test_make_db_with_a_stale_pid_starts_a_real_server(pgdata: Path, foreign_pro
     info, note = embedded.running(pgdata)
     assert info is not None and info.pid != foreign_process.pid, note
     assert foreign_process.poll() is None
-    _run(_probe(database.start_embedded(pgdata), timeout=5, what="the embedded server"))
+    run_sync(answers(database.start_embedded(pgdata)))
+
+
+async def answers(url: str) -> None:
+    async with one_off_connection(url, timeout=5) as conn:
+        assert await conn.scalar(text("SELECT 1")) == 1
 
 
 def test_our_postmaster_checks_program_and_data_directory(pgdata: Path) -> None:

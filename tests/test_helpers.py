@@ -30,33 +30,32 @@ def url(embedded_pgdata: Path) -> str:
     return start_embedded(embedded_pgdata)
 
 
-def test_reset_schema_never_drops_a_foreign_schema(url: str) -> None:
-    async def scenario() -> None:
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(text("DROP SCHEMA IF EXISTS tutorial_readers CASCADE"))
-                await conn.execute(text("CREATE SCHEMA tutorial_readers"))
-                await conn.execute(text("CREATE TABLE tutorial_readers.keep (x int)"))
-            async with engine.begin() as conn:
-                with pytest.raises(ForeignSchemaError, match="not created by this tutorial"):
-                    await reset_schema(conn, "tutorial_readers")
-            async with engine.begin() as conn:
-                assert await conn.scalar(text("SELECT count(*) FROM tutorial_readers.keep")) == 0
-                await conn.execute(text("DROP SCHEMA tutorial_readers CASCADE"))
-                await reset_schema(conn, SCHEMA)
-                assert SCHEMA in await tutorial_schemas(conn)
-                assert await drop_schema(conn, SCHEMA) is True
-                assert await drop_schema(conn, SCHEMA) is False
-        finally:
-            await engine.dispose()
-
-    asyncio.run(scenario())
+@pytest.mark.asyncio
+async def test_reset_schema_never_drops_a_foreign_schema(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS tutorial_readers CASCADE"))
+            await conn.execute(text("CREATE SCHEMA tutorial_readers"))
+            await conn.execute(text("CREATE TABLE tutorial_readers.keep (x int)"))
+        async with engine.begin() as conn:
+            with pytest.raises(ForeignSchemaError, match="not created by this tutorial"):
+                await reset_schema(conn, "tutorial_readers")
+        async with engine.begin() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM tutorial_readers.keep")) == 0
+            await conn.execute(text("DROP SCHEMA tutorial_readers CASCADE"))
+            await reset_schema(conn, SCHEMA)
+            assert SCHEMA in [s.name for s in await tutorial_schemas(conn)]
+            assert await drop_schema(conn, SCHEMA) is True
+            assert await drop_schema(conn, SCHEMA) is False
+    finally:
+        await engine.dispose()
 
 
-def test_schema_names_are_validated() -> None:
+@pytest.mark.asyncio
+async def test_schema_names_are_validated() -> None:
     with pytest.raises(ValueError):
-        asyncio.run(reset_schema(None, "public; DROP TABLE x"))  # type: ignore[arg-type]
+        await reset_schema(None, "public; DROP TABLE x")  # type: ignore[arg-type]
 
 
 def test_capture_sql_counts_statements_and_seed_loads(url: str, capsys) -> None:

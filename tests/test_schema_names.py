@@ -4,35 +4,38 @@ from __future__ import annotations
 
 import getpass
 import re
+from collections.abc import Iterator
 
 import pytest
 
-from tutorial_kit.classroom import (
-    ClassSchema,
-    ServerLimits,
-    format_budget,
-    format_list,
-    server_full_message,
-)
+from tutorial_kit import schema
+from tutorial_kit.classroom import ServerLimits, format_budget, format_list
 from tutorial_kit.schema import (
     MARKER,
-    belongs_to,
-    is_marked,
-    learner_name,
+    Learner,
+    TutorialSchema,
+    current_learner,
     learner_schema,
     learner_slug,
     marker_comment,
-    schema_owner,
 )
 
 VALID = re.compile(r"^tutorial_[0-9]{2}_[a-z0-9_]+$")
 
 
+@pytest.fixture(autouse=True)
+def fresh_learner() -> Iterator[None]:
+    """Each test resolves the learner from its own environment (a kernel does so once)."""
+    current_learner.cache_clear()
+    yield
+    current_learner.cache_clear()
+
+
 def test_jupyterhub_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL"):
+    for name in schema.BINDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
-    assert learner_name() == "alice"
+    assert Learner.from_environment() == Learner("alice")
     assert learner_schema("04") == "tutorial_04_alice"
 
 
@@ -40,7 +43,7 @@ def test_os_user_when_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
     monkeypatch.setenv("USER", "sam")
     monkeypatch.setenv("LOGNAME", "sam")
-    assert learner_name() == getpass.getuser() == "sam"
+    assert Learner.from_environment().name == getpass.getuser() == "sam"
     assert learner_schema("04") == "tutorial_04_sam", "a lone learner sees a short, plain name"
 
 
@@ -55,7 +58,16 @@ def test_binder_uses_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_blank_hub_user_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTERHUB_USER", "  ")
     monkeypatch.setenv("LOGNAME", "sam")
-    assert learner_name() == "sam"
+    assert Learner.from_environment().name == "sam"
+
+
+def test_the_environment_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    for name in schema.BINDER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert learner_schema("04") == "tutorial_04_alice"
+    monkeypatch.setenv("JUPYTERHUB_USER", "bob")
+    assert learner_schema("05") == "tutorial_05_alice"
 
 
 @pytest.mark.parametrize("name", [
@@ -93,34 +105,37 @@ def test_lesson_must_be_a_number_part() -> None:
         learner_schema("04; DROP SCHEMA public", "alice")
 
 
+def listed(name: str, learner: str | None) -> TutorialSchema:
+    """The schema as the listing reads it back from the server."""
+    return TutorialSchema.read(name, marker_comment(Learner(learner) if learner else None))
+
+
 def test_marker_records_the_learner_safely() -> None:
     assert marker_comment(None) == MARKER
-    comment = marker_comment("O'Brien\\x")
+    comment = marker_comment(Learner("O'Brien\\x"))
     assert "'" not in comment and "\\" not in comment
-    assert is_marked(comment) and is_marked(MARKER)
-    assert not is_marked("my schema") and not is_marked(None) and not is_marked("")
-    assert not is_marked(MARKER + "x"), "only the exact marker, or the marker + learner tag"
-    assert schema_owner("tutorial_04_alice", marker_comment("alice")) == "alice"
-    assert schema_owner("tutorial_04_alice", MARKER) == "alice", "older comment: from the name"
-    assert schema_owner("tutorial_04", MARKER) is None, "before per-learner names"
+    assert listed("tutorial_04_alice", "alice").learner == "alice"
+    assert listed("tutorial_04_alice", None).learner == "alice", "older comment: from the name"
+    assert listed("tutorial_04", None).learner is None, "before per-learner names"
 
 
 def test_belongs_to_matches_name_or_slug() -> None:
-    jane = learner_schema("04", "jane.doe@uni.edu")
-    assert belongs_to(jane, marker_comment("jane.doe@uni.edu"), "jane.doe@uni.edu")
-    assert belongs_to(jane, MARKER, "jane.doe@uni.edu")
-    assert not belongs_to(jane, marker_comment("jane.doe@uni.edu"), "jane")
-    assert belongs_to("tutorial_04_alice", MARKER, "alice")
-    assert not belongs_to("tutorial_04_alice", MARKER, "bob")
-    assert not belongs_to("tutorial_04", MARKER, "alice")
+    jane = Learner("jane.doe@uni.edu")
+    name = jane.schema("04")
+    assert listed(name, jane.name).belongs_to(jane)
+    assert listed(name, None).belongs_to(jane)
+    assert not listed(name, jane.name).belongs_to(Learner("jane"))
+    assert listed("tutorial_04_alice", None).belongs_to(Learner("alice"))
+    assert not listed("tutorial_04_alice", None).belongs_to(Learner("bob"))
+    assert not listed("tutorial_04", None).belongs_to(Learner("alice"))
 
 
 def test_class_list_groups_by_learner() -> None:
     report = format_list([
-        ClassSchema("tutorial_04", MARKER, 8192),
-        ClassSchema("tutorial_04_alice", marker_comment("alice"), 3 * 1024 * 1024),
-        ClassSchema("tutorial_05_alice", marker_comment("alice"), 1024),
-        ClassSchema("tutorial_04_bob", marker_comment("bob"), 2048),
+        TutorialSchema("tutorial_04", None, 8192),
+        TutorialSchema("tutorial_04_alice", "alice", 3 * 1024 * 1024),
+        TutorialSchema("tutorial_05_alice", "alice", 1024),
+        TutorialSchema("tutorial_04_bob", "bob", 2048),
     ])
     lines = report.splitlines()
     assert lines[1].startswith("alice") and "3.0 MB" in lines[1] and "(2 schemas)" in lines[1]
@@ -137,12 +152,3 @@ def test_budget_names_the_numbers() -> None:
     assert "max_connections to about 850" in report and "PgBouncer" in report
     assert "OK:" in format_budget(limits, learners=4)
     assert "Fits for most lessons" in format_budget(limits, learners=12)
-
-
-def test_server_full_message_is_one_paragraph() -> None:
-    for said in ("sorry, too many clients already",
-                 "remaining connection slots are reserved for roles with the SUPERUSER attribute"):
-        text = server_full_message(said)
-        assert text is not None and "\n" not in text
-        assert "max_connections" in text and "class budget" in text
-    assert server_full_message("password authentication failed") is None

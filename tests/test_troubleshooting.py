@@ -1,81 +1,108 @@
-"""README's Troubleshooting table lists every paragraph a bad setup prints, as printed."""
+"""The catalogue of setup problems: each entry's message, the order connection failures are
+tried in, and README's Troubleshooting table, which lists exactly the catalogue's entries."""
 
 from __future__ import annotations
 
 import re
 import socket
+import string
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tutorial_kit import database, embedded, schema
-from tutorial_kit.database import DatabaseConfigError, _explain, normalize_url
+from tutorial_kit.setup_problems import (
+    CATALOGUE,
+    CONNECTION_PROBLEMS,
+    ConnectFailure,
+    SetupProblem,
+    explain,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = "postgresql+asyncpg://learner:pw@localhost:5432/app"
 REMOTE = "postgresql+asyncpg://learner:pw@db.example.com:5432/app"
+NO_PASSWORD = LOCAL.replace(":pw@", "@")
+
+#: One real failure per connection problem: (error, URL). explain() must pick that entry.
+FAILURES: dict[str, tuple[BaseException, str]] = {
+    "no-password": (asyncpg.InvalidPasswordError("password authentication failed"), NO_PASSWORD),
+    "password": (asyncpg.InvalidPasswordError("password authentication failed"), LOCAL),
+    "no-database": (asyncpg.InvalidCatalogNameError('database "app" does not exist'), LOCAL),
+    "user-rejected": (asyncpg.InvalidAuthorizationSpecificationError('role "x" does not exist'),
+                      LOCAL),
+    "url-option": (TypeError("connect() got an unexpected keyword argument 'foo'"), LOCAL),
+    "ssl-rejected": (ConnectionError('PostgreSQL server at "localhost:5432" rejected SSL '
+                                     "upgrade"), LOCAL + "?ssl=require"),
+    "no-answer": (TimeoutError(), LOCAL),
+    "nothing-answers": (ConnectionRefusedError(111, "Connect call failed"), LOCAL),
+    "cannot-reach": (socket.gaierror(-2, "Name or service not known"), REMOTE),
+    "connection-limit": (asyncpg.TooManyConnectionsError(
+        'too many connections for role "learner"'), LOCAL),
+    "server-full": (asyncpg.TooManyConnectionsError("sorry, too many clients already"), LOCAL),
+    "cannot-connect": (RuntimeError("something new"), LOCAL),
+}
 
 
-def refused(url: str) -> str:
-    with pytest.raises(DatabaseConfigError) as info:
-        normalize_url(url)
-    return str(info.value)
+def failure(key: str, what: str = "DATABASE_URL") -> ConnectFailure:
+    error, url = FAILURES[key]
+    return ConnectFailure.of(error, what, url, timeout=5.0)
 
 
-def messages() -> list[str]:
-    """One real message per kind of problem, produced by the code that prints it."""
-    found = [refused(u) for u in (
-        "not a url", "sqlite:///x.db", "postgresql+psycopg2://u:p@h/db",
-        "postgresql+psycopg://u:p@h/db", "postgresql://u:p@h/db?sslmode=sometimes",
-        "postgresql://u:p@ss@h/db")]
-    nopw = LOCAL.replace(":pw@", "@")
-    for err, url in [
-        (asyncpg.exceptions.InvalidPasswordError("password authentication failed"), nopw),
-        (asyncpg.exceptions.InvalidPasswordError("password authentication failed"), LOCAL),
-        (asyncpg.exceptions.InvalidAuthorizationSpecificationError('role "x" does not exist'),
-         LOCAL),
-        (asyncpg.exceptions.InvalidCatalogNameError('database "app" does not exist'), LOCAL),
-        (ConnectionError('PostgreSQL server at "localhost:5432" rejected SSL upgrade'),
-         LOCAL + "?ssl=require"),
-        (TimeoutError(), LOCAL),
-        (ConnectionRefusedError(111, "Connect call failed"), LOCAL),
-        (socket.gaierror(-2, "Name or service not known"), REMOTE),
-        (TypeError("connect() got an unexpected keyword argument 'foo'"), LOCAL),
-    ]:
-        found.append(_explain(err, "DATABASE_URL", url)[0])
-    found.append(database._no_create_message("DATABASE_URL", LOCAL, "learner", "app"))
-    # Raised only on a real machine state (root, a broken .pgdata, another's schema):
-    # taken from the source, which is what prints them.
-    for module in (embedded, schema):
-        found += re.findall(r'f?"([^"\n]*(?:cannot enter|did not start|stale postmaster|'
-                            r'was not created by this tutorial)[^"\n]*)"',
-                            Path(module.__file__).read_text())
-    return found
+def message(problem: SetupProblem) -> str:
+    """The entry's message: for a connection problem its sample failure, else every field 'x'."""
+    if problem.matches:
+        return problem.message(f=failure(problem.key))
+    template = f"{problem.problem} {problem.fix}"
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return problem.message(**dict.fromkeys(names, "x"))
 
 
-def readme_quotes() -> list[str]:
+def as_pattern(title: str) -> re.Pattern[str]:
+    """A title with "…" for the parts that vary (names, hosts, modes)."""
+    return re.compile(r".*?".join(re.escape(p.strip()) for p in title.split("…")), re.S)
+
+
+def test_keys_and_titles_are_unique() -> None:
+    assert len({p.key for p in CATALOGUE}) == len(CATALOGUE)
+    assert len({p.title for p in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize("problem", CATALOGUE, ids=lambda p: p.key)
+def test_each_message_is_one_paragraph_with_its_title(problem: SetupProblem) -> None:
+    text = message(problem)
+    assert as_pattern(problem.title).search(text), f"{problem.key}: {text}"
+    if problem.key != "did-not-start":  # that one ends with the server log's last lines
+        assert "\n" not in text
+    assert "Traceback" not in text and "pw@" not in text, "never a traceback, never the password"
+
+
+@pytest.mark.parametrize("problem", CONNECTION_PROBLEMS, ids=lambda p: p.key)
+def test_each_connection_failure_is_explained_by_its_own_entry(problem: SetupProblem) -> None:
+    """explain() tries the entries in order: each sample reaches its entry, not an earlier one."""
+    assert problem.key in FAILURES, f"add a sample failure for {problem.key}"
+    assert explain(failure(problem.key)) is problem
+
+
+def test_a_wrong_password_is_not_called_wrong() -> None:
+    """PostgreSQL answers a wrong password and an unknown user alike: the message names both."""
+    text = explain(failure("password")).message(f=failure("password"))
+    assert "password is wrong" in text and "no user of that name" in text
+
+
+def test_the_own_server_is_offered_only_for_database_url() -> None:
+    ours = failure("nothing-answers", what="the embedded server")
+    assert "unset DATABASE_URL" not in explain(ours).message(f=ours)
+    assert "unset DATABASE_URL" in explain(failure("nothing-answers")).message(
+        f=failure("nothing-answers"))
+
+
+def readme_rows() -> list[tuple[str, str]]:
+    """``(title, key)`` of each row of README's Troubleshooting table, in order."""
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r'^\| "([^"]+)"', section, re.M)
+    return re.findall(r'^\| "([^"]+)" \(`([a-z0-9-]+)`\)', section, re.M)
 
 
-def as_pattern(quote: str) -> re.Pattern[str]:
-    """A quote with "…" for the parts that vary (names, hosts, braces in f-strings)."""
-    parts = [re.escape(p.strip()) for p in quote.split("…")]
-    return re.compile(r".*?".join(parts))
-
-
-def test_every_message_is_in_the_troubleshooting_table() -> None:
-    quotes = readme_quotes()
-    assert len(quotes) >= 15
-    for message in messages():
-        assert any(as_pattern(q).search(message) for q in quotes), (
-            f"README Troubleshooting has no row for: {message[:120]}")
-
-
-def test_every_row_is_a_message_the_code_prints() -> None:
-    printed = messages()
-    for quote in readme_quotes():
-        assert any(as_pattern(quote).search(m) for m in printed), (
-            f"README quotes {quote!r}, which no message contains")
+def test_readme_lists_exactly_the_catalogue() -> None:
+    assert readme_rows() == [(p.title, p.key) for p in CATALOGUE]

@@ -39,12 +39,10 @@ from pathlib import Path
 import psutil
 import sqlalchemy
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from tutorial_harness.runner import notebook_paths, run_notebook, stderr_problems
 from tutorial_kit.classroom import drop_each, list_schemas, server_limits
-from tutorial_kit.database import check_async_url, start_embedded
+from tutorial_kit.database import normalize_url, one_off_connection, start_embedded
 
 PEAK_PER_LEARNER_GOAL = 3
 WALL_RATIO_GOAL = 4.0  # for 6 learners
@@ -104,18 +102,14 @@ async def learner_runs(url: str, learner: str, paths: list[Path], phase: Phase) 
 
 async def sample_connections(url: str, phase: Phase, stop: asyncio.Event) -> None:
     """The peak number of client connections on the server, sampled every 100 ms."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            while not stop.is_set():
-                now = int(await conn.scalar(CLIENTS_SQL))
-                phase.peak_connections = max(phase.peak_connections, now)
-                phase.window_peak = max(phase.window_peak, now)
-                await conn.commit()  # a fresh snapshot of pg_stat_activity each time
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.1)
-    finally:
-        await engine.dispose()
+    async with one_off_connection(url) as conn:
+        while not stop.is_set():
+            now = int(await conn.scalar(CLIENTS_SQL))
+            phase.peak_connections = max(phase.peak_connections, now)
+            phase.window_peak = max(phase.window_peak, now)
+            await conn.commit()  # a fresh snapshot of pg_stat_activity each time
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
 
 
 async def run_class(url: str, learners: int, paths: list[Path], first: int = 1) -> Phase:
@@ -144,7 +138,7 @@ def quantile(values: list[float], q: float) -> float:
 def class_server() -> Iterator[tuple[str, str]]:
     """DATABASE_URL's server, else a fresh embedded one in a temp folder, stopped after."""
     if os.environ.get("DATABASE_URL", "").strip():
-        url = check_async_url(os.environ["DATABASE_URL"].strip())
+        url, _notes = normalize_url(os.environ["DATABASE_URL"].strip())
         try:
             yield url, "DATABASE_URL"
         finally:  # the simulated learners' schemas only; a real learner's stay
@@ -164,7 +158,8 @@ def class_server() -> Iterator[tuple[str, str]]:
 
 
 async def drop_simulated(url: str) -> None:
-    names = [s.name for s in await list_schemas(url) if re.fullmatch(r"learner\d\d", s.owner)]
+    names = [s.name for s in await list_schemas(url)
+             if re.fullmatch(r"learner\d\d", s.learner or "")]
     await drop_each(url, names)
 
 

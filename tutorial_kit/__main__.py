@@ -19,9 +19,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from tutorial_kit import embedded
-from tutorial_kit.database import EMBEDDED_DIR, REPO_ROOT, _run, find_database
+from tutorial_kit import classroom, embedded
+from tutorial_kit.database import EMBEDDED_DIR, REPO_ROOT, find_database, run_sync
 from tutorial_kit.errors import TutorialError
+from tutorial_kit.schema import current_learner
 
 
 def docker_engine_running() -> bool:
@@ -53,13 +54,11 @@ def url() -> int:
 
 
 def reset() -> int:
-    from tutorial_kit.classroom import reset_mine
-    from tutorial_kit.schema import learner_name
-
     db = find_database()
     print(db.describe())
-    dropped, kept = _run(reset_mine(db.url))
-    print(f"Dropped {len(dropped)} tutorial schema(s) of {learner_name()!r}: "
+    learner = current_learner()
+    dropped, kept = run_sync(classroom.reset_mine(db.url, learner))
+    print(f"Dropped {len(dropped)} tutorial schema(s) of {learner.name!r}: "
           f"{', '.join(dropped) or 'none'}")
     if kept:
         print(f"Kept {kept} other learners' tutorial schema(s); an instructor drops them "
@@ -75,9 +74,7 @@ def stop() -> int:
 
 def class_(rest: list[str]) -> int:
     # Its own sub-commands and options: tutorial_kit/classroom.py
-    from tutorial_kit.classroom import main as class_main
-
-    return class_main(rest)
+    return classroom.main(rest)
 
 
 #: ``python -m tutorial_kit NAME``: one function per subcommand, each returning the exit status.

@@ -13,25 +13,15 @@ dropped (tutorial_kit.schema). The database is the one the notebooks use
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
 
-from tutorial_kit.schema import (
-    LEARNER_TAG,
-    MARKER,
-    belongs_to,
-    drop_schema,
-    is_marked,
-    learner_name,
-    schema_owner,
-)
+from tutorial_kit.database import find_database, one_off_connection, run_sync
+from tutorial_kit.schema import Learner, TutorialSchema, drop_schema, tutorial_schemas
 
 #: SQLAlchemy's QueuePool defaults: what one engine may hold at once.
 DEFAULT_POOL_SIZE = 5
@@ -46,34 +36,9 @@ LESSON_PEAKS = {"08": 8, "11": 11, "13": 22}
 NO_OWNER = "(no learner: older tutorial version)"
 
 
-@dataclass(frozen=True)
-class ClassSchema:
-    name: str
-    comment: str
-    size_bytes: int
-
-    @property
-    def owner(self) -> str:
-        return schema_owner(self.name, self.comment) or NO_OWNER
-
-
-_SIZES_SQL = text(
-    "SELECT n.nspname, obj_description(n.oid, 'pg_namespace'), "
-    "  coalesce(sum(pg_total_relation_size(c.oid)) "
-    "           FILTER (WHERE c.relkind IN ('r', 'm', 'S')), 0)::bigint "
-    "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
-    "WHERE obj_description(n.oid, 'pg_namespace') = :marker "
-    "   OR starts_with(obj_description(n.oid, 'pg_namespace'), :tagged) "
-    "GROUP BY n.oid, n.nspname ORDER BY n.nspname"
-)
-
-
-async def class_schemas(conn: AsyncConnection) -> list[ClassSchema]:
-    """Every marked schema with its size: ``pg_total_relation_size`` summed over its tables,
-    materialized views and sequences (indexes and TOAST are part of each table's total)."""
-    rows = await conn.execute(_SIZES_SQL, {"marker": MARKER, "tagged": MARKER + LEARNER_TAG})
-    return [ClassSchema(name, comment, int(size)) for name, comment, size in rows
-            if is_marked(comment)]
+def owner(schema: TutorialSchema) -> str:
+    """The learner a schema is listed under."""
+    return schema.learner or NO_OWNER
 
 
 def human_size(n: int) -> str:
@@ -85,19 +50,19 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def format_list(schemas: Sequence[ClassSchema]) -> str:
+def format_list(schemas: Sequence[TutorialSchema]) -> str:
     """The ``class list`` report: one block per learner, largest learner first."""
     if not schemas:
         return "No tutorial schemas in this database."
-    by_owner: dict[str, list[ClassSchema]] = defaultdict(list)
+    by_owner: dict[str, list[TutorialSchema]] = defaultdict(list)
     for s in schemas:
-        by_owner[s.owner].append(s)
+        by_owner[owner(s)].append(s)
     totals = {owner: sum(s.size_bytes for s in group) for owner, group in by_owner.items()}
     width = max(max(len(s.name) for s in schemas) + 2, *(len(o) - 2 for o in by_owner))
     lines = [f"{'Learner / schema':<{width + 2}} {'Size':>10}"]
-    for owner in sorted(by_owner, key=lambda o: (-totals[o], o)):
-        group = by_owner[owner]
-        lines.append(f"{owner:<{width + 2}} {human_size(totals[owner]):>10}  "
+    for who in sorted(by_owner, key=lambda o: (-totals[o], o)):
+        group = by_owner[who]
+        lines.append(f"{who:<{width + 2}} {human_size(totals[who]):>10}  "
                      f"({len(group)} schema{'s' if len(group) != 1 else ''})")
         lines += [f"  {s.name:<{width}} {human_size(s.size_bytes):>10}" for s in group]
     learners = len(by_owner) - (NO_OWNER in by_owner)
@@ -111,12 +76,11 @@ async def drop_each(url: str, names: Sequence[str]) -> tuple[list[str], list[str
 
     Returns (dropped, skipped with the reason).
     """
-    engine = create_async_engine(url, poolclass=NullPool)
     dropped, skipped = [], []
-    try:
+    async with one_off_connection(url) as conn:
         for name in names:
             try:
-                async with engine.begin() as conn:
+                async with conn.begin():
                     # A learner's kernel mid-query holds locks: wait briefly, never block the class.
                     await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
                     if await drop_schema(conn, name):
@@ -124,30 +88,22 @@ async def drop_each(url: str, names: Sequence[str]) -> tuple[list[str], list[str
             except Exception as err:  # reported; the next schema goes on
                 first = str(getattr(err, "orig", err)).splitlines()[0][:120]
                 skipped.append(f"{name}: {first}")
-    finally:
-        await engine.dispose()
     return dropped, skipped
 
 
-async def list_schemas(url: str) -> list[ClassSchema]:
-    """``class_schemas`` on a connection of its own."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            return await class_schemas(conn)
-    finally:
-        await engine.dispose()
+async def list_schemas(url: str) -> list[TutorialSchema]:
+    """``tutorial_schemas`` on a connection of its own."""
+    async with one_off_connection(url) as conn:
+        return await tutorial_schemas(conn)
 
 
-async def reset_mine(url: str, learner: str | None = None) -> tuple[list[str], int]:
-    """``make reset-db``: drop this learner's schemas and ones from before per-learner names.
+async def reset_mine(url: str, learner: Learner) -> tuple[list[str], int]:
+    """``make reset-db``: drop ``learner``'s schemas and ones from before per-learner names.
 
     Other learners' schemas on a shared server are kept; returns (dropped, kept count).
     """
-    learner = learner or learner_name()
     schemas = await list_schemas(url)
-    mine = [s.name for s in schemas
-            if s.owner == NO_OWNER or belongs_to(s.name, s.comment, learner)]
+    mine = [s.name for s in schemas if s.learner is None or s.belongs_to(learner)]
     dropped, skipped = await drop_each(url, mine)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -173,20 +129,16 @@ class ServerLimits:
 
 
 async def server_limits(url: str) -> ServerLimits:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(text(
-                "SELECT current_setting('max_connections')::int, "
-                "current_setting('superuser_reserved_connections')::int, "
-                "coalesce(current_setting('reserved_connections', true), '0')::int, "
-                "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                " AND pid <> pg_backend_pid())::int, "
-                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
-                "current_setting('server_version')"
-            ))).one()
-    finally:
-        await engine.dispose()
+    async with one_off_connection(url) as conn:
+        row = (await conn.execute(text(
+            "SELECT current_setting('max_connections')::int, "
+            "current_setting('superuser_reserved_connections')::int, "
+            "coalesce(current_setting('reserved_connections', true), '0')::int, "
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            " AND pid <> pg_backend_pid())::int, "
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "current_setting('server_version')"
+        ))).one()
     return ServerLimits(*row)
 
 
@@ -250,43 +202,6 @@ def _round_up(n: int) -> int:
     return max(100, -(-int(n * 1.2) // 50) * 50)
 
 
-# --------------------------------------------------------------------------- server full
-
-#: asyncpg's TooManyConnectionsError (SQLSTATE 53300) says one of these.
-_SERVER_FULL = re.compile(r"too many clients already|remaining connection slots are reserved",
-                          re.I)
-_LIMIT_HIT = re.compile(r"too many connections for (role|database) \"?([^\"]+)\"?", re.I)
-
-
-def server_full_message(error_text: str, where: str = "The server") -> str | None:
-    """One paragraph for "no connection slot left" (max_connections, or a role's or
-    database's CONNECTION LIMIT), naming the class budget; None for any other error."""
-    limit = _LIMIT_HIT.search(error_text)
-    if limit:
-        kind, name = limit.group(1).lower(), limit.group(2)
-        return (
-            f"{where}: {kind} {name} has reached its CONNECTION LIMIT (PostgreSQL said: too "
-            f"many connections for {kind} {name}). Every learner's kernel holds up to "
-            "pool_size + max_overflow connections (5 + 10 by default) until its engine is "
-            "disposed: shut down kernels you are not using (Kernel → Shut Down Kernel). An "
-            "instructor can print the class's budget with `python -m tutorial_kit class "
-            f"budget --learners N` and raise the limit (ALTER {kind.upper()} … CONNECTION "
-            "LIMIT …)."
-        )
-    if not _SERVER_FULL.search(error_text):
-        return None
-    return (
-        f"{where}: the server is at max_connections, so every connection slot an "
-        "ordinary role may use is taken (PostgreSQL said: too many clients, or the remaining "
-        "slots are reserved). In a class every learner's kernel holds up to pool_size + "
-        "max_overflow connections (5 + 10 by default) until its engine is disposed: shut "
-        "down kernels you are not using (Kernel → Shut Down Kernel) and run the cell again. "
-        "An instructor can print the class's budget with `python -m tutorial_kit class "
-        "budget --learners N`, then raise max_connections or put PgBouncer in front "
-        "(lesson 13)."
-    )
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -309,27 +224,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tutorial_kit.database import _run, find_database
-
     args = _parser().parse_args(argv)
     db = find_database()
     print(db.describe())
     if args.action == "list":
-        print(format_list(_run(list_schemas(db.url))))
+        print(format_list(run_sync(list_schemas(db.url))))
         return 0
     if args.action == "budget":
         if args.learners < 1:
             print("error: --learners must be at least 1", file=sys.stderr)
             return 2
-        limits = _run(server_limits(db.url))
+        limits = run_sync(server_limits(db.url))
         print(format_budget(limits, args.learners, args.pool_size, args.max_overflow))
         return 0
 
-    schemas = _run(list_schemas(db.url))
+    schemas = run_sync(list_schemas(db.url))
     if args.all:
         chosen, what = [s.name for s in schemas], "every tutorial schema"
     else:
-        chosen = [s.name for s in schemas if belongs_to(s.name, s.comment, args.learner)]
+        chosen = [s.name for s in schemas if s.belongs_to(Learner(args.learner))]
         what = f"learner {args.learner!r}'s schemas"
     if not chosen:
         print(f"Nothing to drop: no {what} in this database.")
@@ -338,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Would drop {len(chosen)} schema(s), {what}: {', '.join(chosen)}")
         print("Nothing dropped: dropping needs the confirmation flag --yes.", file=sys.stderr)
         return 1
-    dropped, skipped = _run(drop_each(db.url, chosen))
+    dropped, skipped = run_sync(drop_each(db.url, chosen))
     print(f"Dropped {len(dropped)} schema(s): {', '.join(dropped) or 'none'}")
     for line in skipped:
         print(f"Skipped (in use or changed): {line}", file=sys.stderr)

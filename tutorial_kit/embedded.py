@@ -37,6 +37,7 @@ from types import ModuleType
 
 import psutil
 
+from tutorial_kit import setup_problems as problems
 from tutorial_kit.accounts import ensure_user
 from tutorial_kit.errors import TutorialError
 
@@ -165,10 +166,8 @@ def _locked(pgdata: Path) -> Iterator[None]:
 def _make_data_dir(pgdata: Path, user: str | None) -> None:
     """Create ``pgdata`` (mode 0700) and, as root, give it to the server user. Nothing else."""
     if not pgdata.parent.is_dir():
-        raise EmbeddedServerError(
-            f"The embedded PostgreSQL keeps its data in {pgdata}, but the folder "
-            f"{pgdata.parent} does not exist. Create it, or set TUTORIAL_PGDATA to a "
-            "folder path whose parent exists.")
+        raise EmbeddedServerError(problems.PGDATA_PARENT_MISSING.message(
+            pgdata=pgdata, parent=pgdata.parent))
     with contextlib.suppress(FileExistsError):
         pgdata.mkdir(mode=0o700)
         pgdata.chmod(0o700)  # mkdir's mode is filtered by the umask
@@ -191,13 +190,8 @@ def _check_reachable(pgdata: Path, user: str) -> None:
                         if subprocess.run(["test", "-x", str(p)], user=user, check=False,
                                           capture_output=True).returncode != 0), target)
         mode = oct(blocker.stat().st_mode & 0o777)[2:]
-        raise EmbeddedServerError(
-            f"As root, the embedded PostgreSQL runs as the system user {user} (PostgreSQL "
-            f"refuses to run as root), and that user cannot enter {blocker} (mode {mode}) "
-            f"to reach {what} ({target}). The tutorial never changes other folders' "
-            "permissions. Run it as an ordinary user, or keep the repo (and its .venv) in a "
-            "folder every user may enter, or set TUTORIAL_PGDATA to such a folder, or set "
-            "DATABASE_URL to a server of your own.")
+        raise EmbeddedServerError(problems.CANNOT_ENTER.message(
+            user=user, blocker=blocker, mode=mode, what=what, target=target))
 
 
 def wheel_bin_dir() -> Path:
@@ -245,10 +239,8 @@ def start(pgdata: Path) -> Postmaster:
                 pg.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
                            "-U", "postgres"], pgdata=pgdata, timeout=120, **as_user)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-                raise EmbeddedServerError(
-                    f"initdb could not create the embedded server's data in {pgdata} ({err}). "
-                    "If that folder holds other files, move them away or set TUTORIAL_PGDATA "
-                    "to an empty or new folder.") from None
+                raise EmbeddedServerError(problems.INITDB_FAILED.message(
+                    pgdata=pgdata, error=err)) from None
         info, note = running(pgdata)
         if info is not None:
             return _wait_ready(pgdata, info)
@@ -259,13 +251,12 @@ def start(pgdata: Path) -> Postmaster:
             pg.pg_ctl(["-w", "-t", "30", "-o", '-h ""', "-o", f"-k {shlex.quote(str(sock))}",
                        "-l", str(pgdata / "log"), "start"], pgdata=pgdata, timeout=60, **as_user)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            raise EmbeddedServerError(
-                f"The embedded PostgreSQL in {pgdata} did not start. The end of its log "
-                f"({pgdata / 'log'}):\n{_log_tail(pgdata)}") from None
+            raise EmbeddedServerError(problems.DID_NOT_START.message(
+                pgdata=pgdata, log=pgdata / "log", tail=_log_tail(pgdata))) from None
         info, note = running(pgdata)
         if info is None:
-            raise EmbeddedServerError(f"The embedded PostgreSQL in {pgdata} started but is "
-                                      f"not running ({note}). Its log: {pgdata / 'log'}.")
+            raise EmbeddedServerError(problems.NOT_RUNNING_AFTER_START.message(
+                pgdata=pgdata, note=note, log=pgdata / "log"))
         return _wait_ready(pgdata, info)
 
 
@@ -289,13 +280,13 @@ def stop(pgdata: Path, *, mode: str = "fast") -> str:
     if info is None:
         if note.startswith("stale"):
             _set_aside_stale(pgdata)
-            return (f"The embedded server in {pgdata} is not running; it had a {note}, "
-                    "which was left alone. Removed the stale file; nothing was signalled.")
+            # note: "stale postmaster.pid: its PID … <whose it is now>"
+            return problems.STALE_PID.message(pgdata=pgdata, pid_note=note.split(": ", 1)[1])
         return f"The embedded server is not running ({pgdata})."
     try:
         _pg().pg_ctl(["-w", "-t", "30", "-m", mode, "stop"], pgdata=pgdata, timeout=60,
                      user=server_user(), cwd=str(pgdata))
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        raise EmbeddedServerError(f"pg_ctl could not stop the embedded server in {pgdata} "
-                                  f"({err}). Its log: {pgdata / 'log'}.") from None
+        raise EmbeddedServerError(problems.COULD_NOT_STOP.message(
+            pgdata=pgdata, error=err, log=pgdata / "log")) from None
     return f"Stopped the embedded server; its data stays in {pgdata}."

@@ -6,6 +6,10 @@ in their code, so the stack of helper frames above it would only hide the
 sentence that names the fix. IPython asks an exception for
 ``_render_traceback_()`` before formatting a traceback, and shows the lines it
 returns instead; outside IPython these are ordinary exceptions.
+
+Every such problem, its message and its fix, is one entry in
+``tutorial_kit.setup_problems``; the modules that find one raise their own
+subclass of :class:`TutorialError` with that entry's message.
 """
 
 from __future__ import annotations

@@ -1,34 +1,40 @@
 """Each notebook works in a PostgreSQL schema of its own, and only there.
 
 The name says which lesson and which learner: ``tutorial_04_alice``. The
-learner is ``JUPYTERHUB_USER`` when set (JupyterHub sets it in every
-single-user server), else the operating-system user, so two learners on one
-shared server never share a schema.
+learner is resolved once per process (:func:`current_learner`):
+``JUPYTERHUB_USER`` when set (JupyterHub sets it in every single-user server),
+else the operating-system user, so two learners on one shared server never
+share a schema.
 
 A notebook's engine sets ``search_path`` to its schema, so ``create_all`` and
 ``drop_all`` can only see the tutorial's tables: a reader's ``public.a`` is
 out of reach. A schema is dropped only if it carries the tutorial's marker
 comment, so a reader's own schema that happens to share the name survives.
-The comment also records the learner (``… safe to drop. Learner: alice``), so
-an instructor's tools can group a class's schemas by person.
+The comment also records the learner (``… safe to drop. Learner: alice``): the
+server-side mark of whose schema it is, so an instructor's tools can group a
+class's schemas by person. Its format is written and read only here
+(:func:`marker_comment`, :func:`tutorial_schemas`).
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tutorial_kit import setup_problems as problems
 from tutorial_kit.errors import TutorialError
 
 MARKER = "Created by the async SQLAlchemy tutorial; safe to drop."
 #: What follows the marker when the comment records who the schema belongs to.
-LEARNER_TAG = " Learner: "
+_LEARNER_TAG = " Learner: "
 _NAME = re.compile(r"^tutorial_[a-z0-9_]{1,54}$")  # PostgreSQL truncates names at 63 bytes
 _LEARNER_MAX = 40
 _HASH_LEN = 6
@@ -49,20 +55,49 @@ class ForeignSchemaError(TutorialError):
 BINDER_VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL")
 
 
-def learner_name() -> str:
-    """Who is running this kernel: ``JUPYTERHUB_USER``, else the OS user.
+@dataclass(frozen=True)
+class Learner:
+    """Who runs the notebooks: the name their schemas are named after and marked with."""
 
-    On Binder the OS user (``jovyan``) is used instead: a Binder session is one
-    learner with a server of their own, and its hub user name is random.
-    """
-    hub_user = os.environ.get("JUPYTERHUB_USER", "").strip()
-    on_binder = any(os.environ.get(v) for v in BINDER_VARIABLES)
-    if hub_user and not on_binder:
-        return hub_user
-    try:
-        return getpass.getuser().strip() or "learner"
-    except (KeyError, OSError):  # a container user with no passwd entry
-        return "learner"
+    name: str
+
+    @classmethod
+    def from_environment(cls) -> Learner:
+        """``JUPYTERHUB_USER``, else the OS user.
+
+        On Binder the OS user (``jovyan``) is used instead: a Binder session is one
+        learner with a server of their own, and its hub user name is random.
+        """
+        hub_user = os.environ.get("JUPYTERHUB_USER", "").strip()
+        on_binder = any(os.environ.get(v) for v in BINDER_VARIABLES)
+        if hub_user and not on_binder:
+            return cls(hub_user)
+        try:
+            return cls(getpass.getuser().strip() or "learner")
+        except (KeyError, OSError):  # a container user with no passwd entry
+            return cls("learner")
+
+    @property
+    def slug(self) -> str:
+        """The name as it appears in schema names (see :func:`learner_slug`)."""
+        return learner_slug(self.name)
+
+    def schema(self, lesson: str) -> str:
+        """The schema lesson ``lesson`` ("04") uses for this learner: ``tutorial_04_alice``."""
+        if not re.fullmatch(r"[a-z0-9]+", lesson):
+            raise ValueError(f"a lesson is named by its number, like '04', got {lesson!r}")
+        return _checked(f"tutorial_{lesson}_{self.slug}")
+
+    def named_in(self, schema: str) -> bool:
+        """True if ``schema`` has this learner's slug in it (``learner_schema``'s shape)."""
+        owned = _OWNED.match(schema)
+        return owned is not None and owned["slug"] == self.slug
+
+
+@functools.cache
+def current_learner() -> Learner:
+    """This process's learner, read from the environment once (a kernel's does not change)."""
+    return Learner.from_environment()
 
 
 def learner_slug(name: str) -> str:
@@ -85,10 +120,12 @@ def learner_slug(name: str) -> str:
 
 
 def learner_schema(lesson: str, learner: str | None = None) -> str:
-    """The schema lesson ``lesson`` ("04") uses for this learner: ``tutorial_04_alice``."""
-    if not re.fullmatch(r"[a-z0-9]+", lesson):
-        raise ValueError(f"a lesson is named by its number, like '04', got {lesson!r}")
-    return _checked(f"tutorial_{lesson}_{learner_slug(learner or learner_name())}")
+    """The schema lesson ``lesson`` ("04") uses: ``tutorial_04_alice``.
+
+    The notebooks call it with the lesson only, for this kernel's learner;
+    ``learner`` names another one.
+    """
+    return (Learner(learner) if learner else current_learner()).schema(lesson)
 
 
 def _checked(name: str) -> str:
@@ -97,50 +134,79 @@ def _checked(name: str) -> str:
     return name
 
 
-def marker_comment(learner: str | None) -> str:
+def marker_comment(learner: Learner | None) -> str:
     """The comment ``reset_schema`` writes: the marker, and who the schema is for."""
-    if not learner:
+    if learner is None:
         return MARKER
-    shown = _UNSAFE_IN_COMMENT.sub("?", learner)[:100]
-    return f"{MARKER}{LEARNER_TAG}{shown}"
+    shown = _UNSAFE_IN_COMMENT.sub("?", learner.name)[:100]
+    return f"{MARKER}{_LEARNER_TAG}{shown}"
 
 
-def is_marked(comment: str | None) -> bool:
+def _is_marked(comment: str | None) -> bool:
     """True for a comment the tutorial wrote: the marker alone (older versions) or tagged."""
-    return comment is not None and (comment == MARKER or comment.startswith(MARKER + LEARNER_TAG))
+    return comment is not None and (comment == MARKER
+                                    or comment.startswith(MARKER + _LEARNER_TAG))
 
 
-def schema_owner(name: str, comment: str | None) -> str | None:
-    """Whose schema this is: the learner the comment records, else the slug in its name.
+@dataclass(frozen=True)
+class TutorialSchema:
+    """A schema the tutorial created, as its marker comment and name say, with its size."""
 
-    None for a schema from before per-learner names (``tutorial_04``).
+    name: str
+    #: Whose it is: the learner its comment records, else the slug in its name; None for a
+    #: schema from before per-learner names (``tutorial_04``).
+    learner: str | None
+    size_bytes: int
+
+    @classmethod
+    def read(cls, name: str, comment: str, size_bytes: int = 0) -> TutorialSchema:
+        """From the name and marker comment as the server holds them."""
+        owned = _OWNED.match(name)
+        if comment.startswith(MARKER + _LEARNER_TAG):
+            learner: str | None = comment[len(MARKER + _LEARNER_TAG):]
+        else:
+            learner = owned["slug"] if owned else None
+        return cls(name, learner, size_bytes)
+
+    def belongs_to(self, learner: Learner) -> bool:
+        """True if this is ``learner``'s schema (by the name recorded, or by slug)."""
+        if self.learner is None:
+            return False
+        return self.learner in (learner.name, learner.slug) or learner.named_in(self.name)
+
+
+_TUTORIAL_SCHEMAS = text(
+    "SELECT n.nspname, obj_description(n.oid, 'pg_namespace'), "
+    "  coalesce(sum(pg_total_relation_size(c.oid)) "
+    "           FILTER (WHERE c.relkind IN ('r', 'm', 'S')), 0)::bigint "
+    "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+    "WHERE obj_description(n.oid, 'pg_namespace') = :marker "
+    "   OR starts_with(obj_description(n.oid, 'pg_namespace'), :tagged) "
+    "GROUP BY n.oid, n.nspname ORDER BY n.nspname"
+)
+
+
+async def tutorial_schemas(conn: AsyncConnection) -> list[TutorialSchema]:
+    """Every schema the tutorial created in this database, with its size:
+    ``pg_total_relation_size`` summed over its tables, materialized views and sequences
+    (indexes and TOAST are part of each table's total)."""
+    rows = await conn.execute(_TUTORIAL_SCHEMAS,
+                              {"marker": MARKER, "tagged": MARKER + _LEARNER_TAG})
+    return [TutorialSchema.read(name, comment, int(size)) for name, comment, size in rows
+            if _is_marked(comment)]
+
+
+async def reset_schema(conn: AsyncConnection, name: str, learner: Learner | None = None) -> None:
+    """Drop the tutorial schema ``name`` with everything in it, then create it empty.
+
+    Its comment records ``learner`` (this kernel's, unless given) when the name is
+    theirs, as ``learner_schema`` makes it.
     """
-    if comment and comment.startswith(MARKER + LEARNER_TAG):
-        return comment[len(MARKER + LEARNER_TAG):]
-    owned = _OWNED.match(name)
-    return owned["slug"] if owned else None
-
-
-def belongs_to(name: str, comment: str | None, learner: str) -> bool:
-    """True if the marked schema ``name`` is ``learner``'s (by name or by slug)."""
-    owner = schema_owner(name, comment)
-    if owner is None:
-        return False
-    slug = learner_slug(learner)
-    owned = _OWNED.match(name)
-    return owner in (learner, slug) or (owned is not None and owned["slug"] == slug)
-
-
-async def reset_schema(conn: AsyncConnection, name: str) -> None:
-    """Drop the tutorial schema ``name`` with everything in it, then create it empty."""
     name = _checked(name)
     await drop_schema(conn, name)
     await conn.execute(text(f"CREATE SCHEMA {name}"))
-    # Record the learner only when the name is theirs (learner_schema's shape).
-    learner = learner_name()
-    owned = _OWNED.match(name)
-    mine = owned is not None and owned["slug"] == learner_slug(learner)
-    comment = marker_comment(learner if mine else None)
+    learner = learner or current_learner()
+    comment = marker_comment(learner if learner.named_in(name) else None)
     # COMMENT takes no bind parameters; the comment holds no quote or backslash.
     await conn.execute(text(f"COMMENT ON SCHEMA {name} IS '{comment}'"))
 
@@ -157,28 +223,7 @@ async def drop_schema(conn: AsyncConnection, name: str) -> bool:
     )
     if comment is None:
         return False
-    if not is_marked(comment):
-        raise ForeignSchemaError(
-            f"Schema {name!r} exists but was not created by this tutorial, so it is left "
-            "alone. Rename it, or point DATABASE_URL at another database."
-        )
+    if not _is_marked(comment):
+        raise ForeignSchemaError(problems.FOREIGN_SCHEMA.message(name=name))
     await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
     return True
-
-
-_MARKED_SQL = (
-    "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace "
-    "WHERE obj_description(oid, 'pg_namespace') = :marker "
-    "OR starts_with(obj_description(oid, 'pg_namespace'), :tagged) ORDER BY nspname"
-)
-
-
-async def marked_schemas(conn: AsyncConnection) -> list[tuple[str, str]]:
-    """``(name, comment)`` of every schema the tutorial created in this database."""
-    rows = await conn.execute(text(_MARKED_SQL), {"marker": MARKER, "tagged": MARKER + LEARNER_TAG})
-    return [(name, comment) for name, comment in rows if is_marked(comment)]
-
-
-async def tutorial_schemas(conn: AsyncConnection) -> list[str]:
-    """The schemas the tutorial created in this database, by name."""
-    return [name for name, _ in await marked_schemas(conn)]
