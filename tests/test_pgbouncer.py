@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tutorial_kit import pgbouncer
-from tutorial_kit.database import start_embedded
+from tutorial_kit.database import one_off_connection, start_embedded
 from tutorial_kit.net import port_in_use
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,23 +76,15 @@ def test_missing_binary_is_one_sentence(tmp_path: Path, monkeypatch) -> None:
 
 
 async def _server_connections(url: str) -> int:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")))
-    finally:
-        await engine.dispose()
+    async with one_off_connection(url) as conn:
+        return int(await conn.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")))
 
 
 async def _through(bouncer: pgbouncer.PgBouncer, **connect_args: object) -> int:
-    engine = create_async_engine(bouncer.url(), poolclass=NullPool, connect_args=connect_args)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(text("SELECT 41 + 1")))
-    finally:
-        await engine.dispose()
+    async with one_off_connection(bouncer.url(), **connect_args) as conn:
+        return int(await conn.scalar(text("SELECT 41 + 1")))
 
 
 async def _round_trip(server_url: str, **options: object) -> tuple[pgbouncer.PgBouncer, Path]:
@@ -108,41 +100,60 @@ async def _round_trip(server_url: str, **options: object) -> tuple[pgbouncer.PgB
 
 
 @needs_binary
-def test_embedded_server_over_its_unix_socket(embedded_pgdata: Path) -> None:
+@pytest.mark.asyncio
+async def test_embedded_server_over_its_unix_socket(embedded_pgdata: Path) -> None:
     url = start_embedded(embedded_pgdata)
-    bouncer, directory = asyncio.run(_round_trip(url))
+    bouncer, directory = await _round_trip(url)
     assert not port_in_use(bouncer.port), "PgBouncer still listens after stop()"
     assert not directory.exists(), "its temporary directory was not removed"
     assert not bouncer.running
-    assert asyncio.run(_server_connections(url)) == 0, "PgBouncer's server connections remain"
+    assert await _server_connections(url) == 0, "PgBouncer's server connections remain"
 
 
 @needs_binary
-def test_password_server_with_scram_and_a_private_auth_file(password_server) -> None:
-    async def scenario() -> None:
-        bouncer = await pgbouncer.PgBouncer(password_server.url).start()
-        try:
-            config = bouncer.config()
-            assert "auth_type = scram-sha-256" in config
-            assert "harness-secret" not in config and "harness-secret" not in bouncer.describe()
-            users = bouncer.directory / "userlist.txt"
-            assert stat.S_IMODE(users.stat().st_mode) == 0o600
-            assert await _through(bouncer, **SAFE_ARGS) == 42
-            wrong = bouncer.url().replace("harness-secret", "not-the-password")
-            engine = create_async_engine(wrong, poolclass=NullPool)
-            with pytest.raises(Exception, match=r"password authentication failed|SASL"):
-                async with engine.connect():
-                    pass
-            await engine.dispose()
-        finally:
-            await bouncer.stop()
+@pytest.mark.asyncio
+async def test_start_leaves_the_event_loop_free(embedded_pgdata: Path) -> None:
+    """While PgBouncer comes up, other tasks on the notebook's loop keep running."""
+    url = start_embedded(embedded_pgdata)
+    ticks = 0
 
-    asyncio.run(scenario())
-    assert asyncio.run(_server_connections(password_server.url)) == 0
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        async with pgbouncer.PgBouncer(url):
+            assert ticks > 1, "start() held the loop until PgBouncer accepted connections"
+    finally:
+        ticker.cancel()
 
 
 @needs_binary
-def test_transaction_pooling_breaks_asyncpg_default_caches(embedded_pgdata: Path) -> None:
+@pytest.mark.asyncio
+async def test_password_server_with_scram_and_a_private_auth_file(password_server) -> None:
+    bouncer = await pgbouncer.PgBouncer(password_server.url).start()
+    try:
+        config = bouncer.config()
+        assert "auth_type = scram-sha-256" in config
+        assert "harness-secret" not in config and "harness-secret" not in bouncer.describe()
+        users = bouncer.directory / "userlist.txt"
+        assert stat.S_IMODE(users.stat().st_mode) == 0o600
+        assert await _through(bouncer, **SAFE_ARGS) == 42
+        wrong = bouncer.url().replace("harness-secret", "not-the-password")
+        with pytest.raises(Exception, match=r"password authentication failed|SASL"):
+            async with one_off_connection(wrong):
+                pass
+    finally:
+        await bouncer.stop()
+    assert await _server_connections(password_server.url) == 0
+
+
+@needs_binary
+@pytest.mark.asyncio
+async def test_transaction_pooling_breaks_asyncpg_default_caches(embedded_pgdata: Path) -> None:
     """The lesson's failure is real: a cached statement meets another server connection."""
     url = start_embedded(embedded_pgdata)
 
@@ -166,7 +177,7 @@ def test_transaction_pooling_breaks_asyncpg_default_caches(embedded_pgdata: Path
                 await engine.dispose()
                 await other.dispose()
 
-    assert "does not exist" in asyncio.run(scenario())
+    assert "does not exist" in await scenario()
 
 
 def test_max_prepared_statements_needs_1_21(embedded_pgdata: Path) -> None:
@@ -180,21 +191,18 @@ def test_max_prepared_statements_needs_1_21(embedded_pgdata: Path) -> None:
 
 
 @needs_binary
-def test_client_tls_verifies_against_the_right_ca_only(embedded_pgdata: Path,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_client_tls_verifies_against_the_right_ca_only(embedded_pgdata: Path,
+                                                              tmp_path: Path) -> None:
     url = start_embedded(embedded_pgdata)
     certs = pgbouncer.make_certificates(tmp_path / "pki")
-
-    async def scenario() -> None:
-        async with pgbouncer.PgBouncer(url, pool_mode="session", tls=certs) as bouncer:
-            good = ssl.create_default_context(cafile=certs.ca)
-            assert await _through(bouncer, ssl=good) == 42
-            assert bouncer.logins()[-1].split("tls=")[1].startswith("TLS")
-            wrong = ssl.create_default_context(cafile=certs.other_ca)
-            with pytest.raises(ssl.SSLCertVerificationError):
-                await _through(bouncer, ssl=wrong)
-            with pytest.raises(Exception, match="SSL required"):
-                await _through(bouncer, ssl=False)
-
-    asyncio.run(scenario())
-    assert asyncio.run(_server_connections(url)) == 0
+    async with pgbouncer.PgBouncer(url, pool_mode="session", tls=certs) as bouncer:
+        good = ssl.create_default_context(cafile=certs.ca)
+        assert await _through(bouncer, ssl=good) == 42
+        assert bouncer.logins()[-1].split("tls=")[1].startswith("TLS")
+        wrong = ssl.create_default_context(cafile=certs.other_ca)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _through(bouncer, ssl=wrong)
+        with pytest.raises(Exception, match="SSL required"):
+            await _through(bouncer, ssl=False)
+    assert await _server_connections(url) == 0

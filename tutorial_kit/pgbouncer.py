@@ -23,22 +23,22 @@ lesson 15's TLS endpoint; given another ``host``, a certificate for that address
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from sqlalchemy.engine import URL, make_url
 
+from tutorial_kit import setup_problems as problems
 from tutorial_kit.errors import TutorialError
 from tutorial_kit.net import LOOPBACK, free_port
 
@@ -79,7 +79,7 @@ def pgbouncer_version(binary: Path) -> tuple[int, ...]:
                          timeout=10, check=False).stdout
     found = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?", out)
     if found is None:
-        raise PgBouncerError(f"{binary} --version printed no PgBouncer version: {out[:120]!r}")
+        raise PgBouncerError(problems.PGBOUNCER_VERSION.message(binary=binary, output=out[:120]))
     return tuple(int(part or 0) for part in found.groups())
 
 
@@ -113,8 +113,7 @@ def make_certificates(directory: Path, *, host: str = LOOPBACK) -> Certificates:
     alt_names = ", ".join([f"IP:{host}", *(f"DNS:{name}" for name in names)])
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise PgBouncerError("The openssl command is not installed; install it (apt install "
-                             "openssl, conda install openssl, brew install openssl).")
+        raise PgBouncerError(problems.NO_OPENSSL.message())
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / "ca.ext").write_text(
@@ -133,7 +132,8 @@ def make_certificates(directory: Path, *, host: str = LOOPBACK) -> Certificates:
         out = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True,
                              timeout=30, check=False)
         if out.returncode != 0:
-            raise PgBouncerError(f"openssl {args[0]} failed: {out.stderr.strip()[:300]}")
+            raise PgBouncerError(problems.OPENSSL_FAILED.message(
+                command=args[0], stderr=out.stderr.strip()[:300]))
 
     def new_key(name: str) -> None:
         run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -200,17 +200,15 @@ class PgBouncer:
                  application_name: str = "tutorial-pgbouncer") -> None:
         found = binary or find_pgbouncer()
         if found is None:
-            raise PgBouncerError("No pgbouncer binary found. Install it: apt install pgbouncer, "
-                                 "conda install -c conda-forge pgbouncer, or brew install "
-                                 "pgbouncer.")
+            raise PgBouncerError(problems.NO_PGBOUNCER.message())
         self.binary = found
         self.version = pgbouncer_version(found)
         self.server = _server(server_url)
         self.pool_mode = pool_mode
         self.pool_size = pool_size
         if max_prepared_statements and self.version < PREPARED_STATEMENTS_SINCE:
-            raise PgBouncerError(
-                f"max_prepared_statements needs PgBouncer 1.21+; this is {self.version_text}.")
+            raise PgBouncerError(problems.PREPARED_STATEMENTS_NEED_1_21.message(
+                version=self.version_text))
         self.max_prepared_statements = max_prepared_statements
         self.tls = tls
         self.application_name = application_name
@@ -232,7 +230,7 @@ class PgBouncer:
     @property
     def directory(self) -> Path:
         if self._tmp is None:
-            raise PgBouncerError("PgBouncer is not running; await bouncer.start() first.")
+            raise PgBouncerError(problems.PGBOUNCER_NOT_STARTED.message())
         return Path(self._tmp.name)
 
     @property
@@ -275,22 +273,13 @@ class PgBouncer:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, *, timeout: float = 10.0) -> PgBouncer:
-        self.start_sync(timeout=timeout)
-        return self
+        """Write the config, start the process, return once it accepts connections.
 
-    async def stop(self) -> None:
-        self.stop_sync()
-
-    async def __aenter__(self) -> PgBouncer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def start_sync(self, *, timeout: float = 10.0) -> None:
-        """Write the config, start the process, return once it accepts connections."""
+        The wait is awaited, so the notebook's event loop (and anything else on it) keeps
+        running while PgBouncer comes up.
+        """
         if self.running:
-            return
+            return self
         self._tmp = tempfile.TemporaryDirectory(prefix="tutorial-pgbouncer-")
         run_as = _run_as()
         for attempt in range(3):  # another program may grab the free port first
@@ -304,21 +293,35 @@ class PgBouncer:
                     start_new_session=True,  # a Ctrl-C in a terminal kernel goes to us, not it
                     **_user_kwargs(run_as),
                 )
-            atexit.register(self.stop_sync)
-            problem = self._wait_until_accepting(timeout)
+            atexit.register(self._stop_now)
+            problem = await self._wait_until_accepting(timeout)
             if problem is None:
-                return
-            self.stop_sync(keep_files=True)
+                return self
+            self._stop_now(keep_files=True)
             if "Address already in use" not in problem or attempt == 2:
                 self._cleanup()
-                raise PgBouncerError(f"PgBouncer did not start: {problem}")
+                raise PgBouncerError(problems.PGBOUNCER_DID_NOT_START.message(reason=problem))
         self._cleanup()
+        return self
 
-    def stop_sync(self, *, keep_files: bool = False) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) and remove its directory."""
+    async def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove its directory.
+
+        Waiting for the process to exit happens in a worker thread, off the event loop.
+        """
+        await asyncio.to_thread(self._stop_now)
+
+    async def __aenter__(self) -> PgBouncer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _stop_now(self, *, keep_files: bool = False) -> None:
+        """``stop``, blocking: also what runs at interpreter exit if a notebook never stopped it."""
         process, self._process = self._process, None
         if process is not None:
-            atexit.unregister(self.stop_sync)
+            atexit.unregister(self._stop_now)
             if process.poll() is None:
                 process.terminate()
                 try:
@@ -334,22 +337,25 @@ class PgBouncer:
         if tmp is not None:
             tmp.cleanup()
 
-    def _wait_until_accepting(self, timeout: float) -> str | None:
+    async def _wait_until_accepting(self, timeout: float) -> str | None:
         """None once the port accepts; else the reason from PgBouncer's log."""
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         assert self._process is not None
-        while time.monotonic() < deadline:
+        while loop.time() < deadline:
             if self._process.poll() is not None:
                 early = self.directory / "stderr.log"
                 lines = early.read_text(errors="replace").splitlines() if early.exists() else []
                 errors = [ln for ln in lines + self.log() if " FATAL " in ln or " ERROR " in ln]
                 return (errors[-1].split(" ", 3)[-1] if errors
                         else f"it exited with code {self._process.returncode}")
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.settimeout(0.2)
-                if sock.connect_ex((LOOPBACK, self.port)) == 0:
-                    return None
-            time.sleep(0.02)
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(0.2):
+                    _, writer = await asyncio.open_connection(LOOPBACK, self.port)
+                writer.close()
+                await writer.wait_closed()
+                return None
+            await asyncio.sleep(0.02)
         return f"nothing accepted connections on {LOOPBACK}:{self.port} within {timeout:.0f} s"
 
     def _write_config(self, run_as: pwd.struct_passwd | None) -> None:
@@ -402,8 +408,7 @@ def _run_as() -> pwd.struct_passwd | None:
     for name in _RUN_AS_WHEN_ROOT:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    raise PgBouncerError("PgBouncer refuses to run as root and no unprivileged user "
-                         f"({', '.join(_RUN_AS_WHEN_ROOT)}) exists to run it as.")
+    raise PgBouncerError(problems.PGBOUNCER_AS_ROOT.message(users=", ".join(_RUN_AS_WHEN_ROOT)))
 
 
 def _user_kwargs(run_as: pwd.struct_passwd | None) -> dict[str, object]:
