@@ -37,7 +37,7 @@ async def ex1(answer: Any, log: QueryLog, *, engine: AsyncEngine) -> None:
             right_value = (lambda v: list(v) == expected, value_hint)
         except Exception as err:   # a verdict line, never a traceback
             right_value = (lambda v: False, f"reading the contributors to compare raised "
-                                            f"{describe(err)}. {value_hint}")
+                                            f"{describe(err)}. ex1 should be {value_hint}")
     # Judged by the statements sent: the ORM selects demo_contributor.kind (the
     # discriminator it reads to pick Contributor or Translator) whenever it builds these
     # objects.
