@@ -44,12 +44,12 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     after_create = sql[created + 1:] if created is not None else []
     check(2, answer,
           (lambda v: v == ["ix_review_book_id", "ix_review_rating"], EX2_VALUE),
-          (lambda v: v == live,
-           f"a new connection sees {live}: the CREATE INDEX was not committed "
-           "(engine.begin() commits at the end of its block)."),
           (lambda v: created is not None,
            f"no {EX2_CREATE} in your cell's SQL: create it with the Index's create() on the "
            "sync connection, inside conn.run_sync."),
+          (lambda v: v == live,
+           f"a new connection sees {live}: the CREATE INDEX was not committed "
+           "(engine.begin() commits at the end of its block)."),
           (lambda v: any("pg_catalog" in s for s in after_create),
            "the index was created, but the names were not read back from the database after it: "
            "ask the inspector's get_indexes() inside conn.run_sync."))
