@@ -45,7 +45,8 @@ Cell = Mapping[str, Any]   # an nbformat cell (a dict), so this module needs no 
 
 def describe(err: BaseException) -> str:
     """An error in a verdict line: its type and the start of its message, on one line."""
-    message = " ".join(str(err).split())
+    # The first line only: SQLAlchemy appends "[SQL: …]" and a background link after it.
+    message = (str(err).strip().splitlines() or [""])[0]
     return f"{type(err).__name__}: {message[:120]}"
 
 
