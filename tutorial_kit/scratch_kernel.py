@@ -2,7 +2,7 @@
 
 ``nest_asyncio.apply()`` (and ``nest_asyncio2.apply()``) patch asyncio for the
 whole process, with no way to undo it. Lesson 09 and
-``scripts/nest_asyncio_matrix.py`` therefore apply them in a *scratch kernel*:
+``tutorial_harness/nest_asyncio_check.py`` therefore apply them in a *scratch kernel*:
 a second ipykernel on the same Python (``sys.executable``), started for the
 job and shut down after it.
 
