@@ -53,8 +53,14 @@ check: venv ## the fast loop (<= 60 s): ruff, unit tests, notebooks 00-02 on the
 test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
 
-test-matrix: venv ## the series on SQLAlchemy 2.0/2.1, PostgreSQL 15/18, Python 3.11/3.12
-	$(BIN)/python scripts/matrix.py
+# nox finds python3.11/3.12/3.13 on PATH. pyenv's shims resolve pythonX.Y only for the
+# versions PYENV_VERSION names, so when pyenv is installed, name every version it has.
+# NOX_ARGS picks sessions: make test-matrix NOX_ARGS='-s "notebooks(3.12, sa21, pg18)"'
+PYENV_PYTHONS = $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare --skip-aliases --skip-envs | sort -rV | paste -sd: -)
+NOX_ARGS ?=
+test-matrix: venv ## nox: the series on Python 3.11-3.13 x SQLAlchemy 2.0/2.1 x PostgreSQL 15/18
+	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH") \
+	  $(BIN)/nox --reuse-venv=yes $(NOX_ARGS)
 
 binder-like: venv ## the series as Binder runs it: unprivileged user, environment.yml, embedded PostgreSQL
 	$(BIN)/python -m tutorial_harness.binder_like
