@@ -1,7 +1,8 @@
-"""tutorial_harness/devtools.py: it finds tools the ordinary way, never by machine paths."""
+"""devtools.py and noxfile.py: tools found the ordinary way, never by machine paths."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -16,8 +17,8 @@ FORBIDDEN = re.compile(r"/root/\.pyenv|/usr/lib/postgresql/\d+|/opt/tutorial-pyt
 
 
 def test_no_machine_paths_or_private_apis_in_code() -> None:
-    code = [p for folder in ("scripts", "tutorial_harness", "tests", "tutorial_kit")
-            for p in (REPO / folder).glob("*.py")]
+    code = [REPO / "noxfile.py", *(p for folder in ("tutorial_harness", "tests", "tutorial_kit")
+                                   for p in (REPO / folder).glob("*.py"))]
     found = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in code if p.name != Path(__file__).name
              for m in FORBIDDEN.finditer(p.read_text())]
     assert not found, found
@@ -58,7 +59,14 @@ def test_pg_bin_is_found_through_pg_config_layout(tmp_path: Path, monkeypatch) -
         devtools.find_pg_bin(14)
 
 
-def test_missing_python_is_named(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(devtools.Missing, match=r"No Python 3\.4 found.*pyenv install 3\.4"):
-        devtools.find_python("3.4")
+def test_ci_runs_matrix_rows_that_exist() -> None:
+    """The sessions .ci/run names are rows of noxfile.py, and the matrix is the full product."""
+    spec = importlib.util.spec_from_file_location("noxfile", REPO / "noxfile.py")
+    assert spec and spec.loader
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    ids = {f"notebooks({p.id})" for p in noxfile.rows()}
+    assert len(ids) == 3 * 2 * 2
+    named = re.findall(r"notebooks\([^)]*\)", (REPO / ".ci" / "run").read_text())
+    assert named, ".ci/run runs no matrix row"
+    assert set(named) <= ids, set(named) - ids

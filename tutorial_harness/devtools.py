@@ -1,14 +1,15 @@
-"""Plumbing shared by the scripts and the tests: requirement files, interpreters, PostgreSQL.
+"""Plumbing shared by noxfile.py, the harness and the tests: requirement files, PostgreSQL.
 
-Found the ordinary way, never from one machine's paths:
+Interpreters for the version matrix are nox's to find (``pythonX.Y`` on PATH). What is
+left here is found the ordinary way, never from one machine's paths:
 
-- a Python ``X.Y``: the one running this (if it is X.Y), ``pythonX.Y`` on PATH, then
-  pyenv's (``pyenv root``/versions/X.Y.*);
+- Python ``X.Y`` candidates for binder_like.py: the one running this (if it is X.Y),
+  ``pythonX.Y`` on PATH, then pyenv's (``pyenv root``/versions/X.Y.*);
 - PostgreSQL ``N``'s server programs: ``PG_BIN``, then ``pg_config --bindir``, then
   ``postgres`` on PATH, then the sibling ``N/bin`` of a versioned layout such as
   Debian's (``…/postgresql/15/bin`` next to the ``…/postgresql/16/bin`` pg_config names).
 
-When nothing fits, ``Missing`` says what is missing and how to install it. The rest
+When PostgreSQL ``N`` is not found, ``Missing`` says so and how to install it. The rest
 of the shared plumbing lives in the package, because the lessons need it too:
 ``tutorial_kit.net.free_port``, ``tutorial_kit.accounts.ensure_user`` (the
 unprivileged user for root) and ``tutorial_kit.embedded.stop`` (stop a server
@@ -25,8 +26,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 class Missing(SystemExit):
@@ -83,17 +82,6 @@ def environment_yml_lists(path: Path) -> tuple[list[str], list[str]]:
 
 # --- interpreters --------------------------------------------------------------------------
 
-def python_version(exe: str, **run_kw: object) -> str | None:
-    """``"3.12"`` for the interpreter ``exe``, or None if it does not run."""
-    try:
-        out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30, check=False,
-                             **run_kw)  # type: ignore[call-overload]
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def python_candidates(version: str) -> list[str]:
     """Interpreters that may be Python ``version``, in the order they are tried."""
     found: list[str] = []
@@ -113,18 +101,6 @@ def python_candidates(version: str) -> list[str]:
                 if re.fullmatch(rf"{re.escape(version)}\.\d+", home.name):
                     found.append(str(home / "bin" / f"python{version}"))
     return found
-
-
-def find_python(version: str) -> str:
-    """A working Python ``version`` interpreter, or ``Missing`` naming what was tried."""
-    tried = python_candidates(version)
-    for exe in tried:
-        if python_version(exe) == version:
-            return exe
-    raise Missing(
-        f"No Python {version} found (tried: {', '.join(tried) or 'nothing: no python' + version}"
-        f" on PATH and no pyenv {version}.x). Install one (pyenv install {version}, or your "
-        f"package manager's python{version}) or pass its path explicitly.")
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
