@@ -1,34 +1,55 @@
 # Two commands on a fresh machine:  make lab   and   make test
-# Both create or refresh .venv/ first. DATABASE_URL, if set, always wins.
+# Both create or refresh .venv/ first: make lab with the learner's packages (requirements.txt),
+# make test and every other contributor target with the contributors' tools on top
+# (requirements-dev.txt). DATABASE_URL, if set, always wins.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per list, so neither undoes the other: make lab after make test finds its stamp
+# fresh and installs nothing; make test after make lab adds requirements-dev.txt only.
+LAB_STAMP := $(VENV)/.installed-lab
+DEV_STAMP := $(VENV)/.installed-dev
+# uv installs the pinned lists: a learner's first make lab downloads ~200 MB of wheels, which
+# took pip 46 s on a 2-core machine and uv 4-14 s (docs/benchmark.md, "make lab on a fresh
+# clone"). uv comes from PyPI into the venv with pip, so Python 3.11+ stays all you need.
+# uv reads UV_* settings, not pip.conf: behind a private index set UV_DEFAULT_INDEX, or run
+# make lab INSTALL='.venv/bin/python -m pip install'.
+UV_VERSION := 0.13.8
+INSTALL ?= $(BIN)/uv pip install --quiet --python $(BIN)/python
 NOTEBOOK ?= notebooks/00_start_here.ipynb
 PORT ?= 8888
 # Jupyter refuses to run as root (containers, CI) unless told it is deliberate.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab lab-settings check test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
+.PHONY: help venv dev lab lab-settings check test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(LAB_STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; run: make PYTHON=python3.12 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(INSTALL) -r requirements.txt -e .
 	@touch $@
 
-venv: $(STAMP) ## create or refresh .venv/ from the pinned requirements
+# requirements-dev.txt includes requirements.txt: the installer keeps what already fits.
+$(DEV_STAMP): requirements-dev.txt $(LAB_STAMP)
+	$(INSTALL) -r requirements-dev.txt
+	@touch $@
 
+venv: $(LAB_STAMP) ## create or refresh .venv/ with the learner's packages (requirements.txt)
+
+dev: $(DEV_STAMP) ## venv plus the contributors' tools (requirements-dev.txt)
+
+# PostgreSQL starts while JupyterLab does (a first embedded start is an initdb: seconds), so
+# its "Database: ..." line, or a setup problem's message, shows among JupyterLab's log lines;
+# a notebook's first connecting cell says the same again.
 lab: venv lab-settings ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
-	$(BIN)/python -m tutorial_kit up
+	$(BIN)/python -m tutorial_kit up & \
 	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 # JupyterLab reads every file in <sys.prefix>/share/jupyter/lab/settings/overrides.d/ as
@@ -45,12 +66,12 @@ CHECK_TESTS ?= tests/test_database.py tests/test_errors.py tests/test_strip.py \
 	tests/test_troubleshooting.py tests/test_devtools.py tests/test_helpers.py \
 	tests/test_repo_files.py tests/test_notebook_structure.py tests/test_claims_files.py
 CHECK_NOTEBOOKS ?= 00_ or 01_ or 02_
-check: venv ## the fast loop (<= 60 s): ruff, unit tests, notebooks 00-02 on the embedded server
+check: dev ## the fast loop (<= 60 s): ruff, unit tests, notebooks 00-02 on the embedded server
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow" $(CHECK_TESTS) tests/test_notebooks.py \
 	  -k "not test_notebook_database_url and not (test_notebook_embedded and not ($(CHECK_NOTEBOOKS)))"
 
-test: venv ## run every check: notebooks on two servers, helper unit tests, lint, config files
+test: dev ## run every check: notebooks on two servers, helper unit tests, lint, config files
 	$(BIN)/python -m pytest
 
 # nox finds python3.11/3.12/3.13 on PATH. pyenv's shims resolve pythonX.Y only for the
@@ -58,17 +79,17 @@ test: venv ## run every check: notebooks on two servers, helper unit tests, lint
 # NOX_ARGS picks sessions: make test-matrix NOX_ARGS='-s "notebooks(3.12, sa21, pg18)"'
 PYENV_PYTHONS = $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare --skip-aliases --skip-envs | sort -rV | paste -sd: -)
 NOX_ARGS ?=
-test-matrix: venv ## nox: the series on Python 3.11-3.13 x SQLAlchemy 2.0/2.1 x PostgreSQL 15/18
+test-matrix: dev ## nox: the series on Python 3.11-3.13 x SQLAlchemy 2.0/2.1 x PostgreSQL 15/18
 	$(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH") \
 	  $(BIN)/nox --reuse-venv=yes $(NOX_ARGS)
 
-binder-like: venv ## the series as Binder runs it: unprivileged user, environment.yml, embedded PostgreSQL
+binder-like: dev ## the series as Binder runs it: unprivileged user, environment.yml, embedded PostgreSQL
 	$(BIN)/python -m tutorial_harness.binder_like
 
-lint: venv ## ruff on the code and the notebooks
+lint: dev ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
 
-strip: venv ## nbstripout over notebooks/: outputs, counts, editor metadata (tutorial_harness/strip.py)
+strip: dev ## nbstripout over notebooks/: outputs, counts, editor metadata (tutorial_harness/strip.py)
 	$(BIN)/python -m tutorial_harness.strip
 
 db: venv ## make sure a PostgreSQL is running and say which one
@@ -80,13 +101,13 @@ db-stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/)
 reset-db: venv ## drop your own tutorial schemas (nothing else; other learners' stay)
 	$(BIN)/python -m tutorial_kit reset
 
-benchmark: venv ## per notebook: wall time, slowest cell, peak kernel RSS
+benchmark: dev ## per notebook: wall time, slowest cell, peak kernel RSS
 	$(BIN)/python -m tutorial_harness.benchmark
 
 # A class on one server (docs/instructor-guide.md, "Running a class on one server").
 LEARNERS ?= 6
 HUB_DIR := classroom/jupyterhub
-classroom-load: venv ## LEARNERS=N run the whole series at once on one server (docs/benchmark.md)
+classroom-load: dev ## LEARNERS=N run the whole series at once on one server (docs/benchmark.md)
 	$(BIN)/python -m tutorial_harness.classroom_load --learners $(LEARNERS)
 
 class-list: venv ## every learner's tutorial schemas with sizes (drop: python -m tutorial_kit class drop)
@@ -99,16 +120,16 @@ $(HUB_DIR)/node_modules/.bin/configurable-http-proxy: $(HUB_DIR)/package-lock.js
 	npm ci --no-audit --no-fund --prefix $(HUB_DIR)
 	@touch $@
 
-hub: venv $(HUB_DIR)/node_modules/.bin/configurable-http-proxy ## JupyterHub for a class on this machine (set TUTORIAL_CLASS_PASSWORD)
+hub: dev $(HUB_DIR)/node_modules/.bin/configurable-http-proxy ## JupyterHub for a class on this machine (set TUTORIAL_CLASS_PASSWORD)
 	$(BIN)/jupyterhub -f $(HUB_DIR)/jupyterhub_config.py
 
-student: venv ## learner copies with no solution text at all, in build/student/
+student: dev ## learner copies with no solution text at all, in build/student/
 	$(BIN)/python -m tutorial_harness.builds student
 
-instructor: venv ## copies with every scaffold filled by its solution, in build/instructor/
+instructor: dev ## copies with every scaffold filled by its solution, in build/instructor/
 	$(BIN)/python -m tutorial_harness.builds instructor
 
-book: venv ## execute every notebook and build the static site (Jupyter Book) in build/book/
+book: dev ## execute every notebook and build the static site (Jupyter Book) in build/book/
 	$(BIN)/python -m tutorial_harness.book
 
 html: book ## the same as make book: one way to produce readable pages

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tutorial_harness.devtools import environment_yml_lists, read_requirements
+from tutorial_harness.devtools import environment_yml_lists, read_requirements, requirement_name
 from tutorial_kit import database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +82,89 @@ def test_requirements_are_pinned_and_bring_greenlet() -> None:
     assert any(ln.startswith("sqlalchemy[asyncio]==") for ln in runtime), (
         "SQLAlchemy 2.1 installs greenlet only with the [asyncio] extra"
     )
+
+
+# --- make lab: the learner's packages only; make test: the contributors' tools on top ------
+
+#: Tools only contributors use: none of them may reach a learner's .venv.
+CONTRIBUTOR_TOOLS = ("playwright", "jupyterhub", "jupyter-book", "ruff", "pre-commit", "nox",
+                     "nbstripout", "pytest-timeout", "check-jsonschema")
+
+
+def dry_make(target: str, venv: Path) -> str:
+    """The commands ``make TARGET`` would run for a .venv at ``venv`` (``make -n``)."""
+    return subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}"],
+                          cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+def test_lab_and_test_stamps_never_undo_each_other(tmp_path: Path) -> None:
+    """make test after make lab adds requirements-dev.txt only; make lab after make test,
+    and either one twice, installs nothing."""
+    venv = tmp_path / "venv"
+    fresh = dry_make("venv", venv)
+    assert "-r requirements.txt" in fresh and "requirements-dev" not in fresh, (
+        "make lab installs the learner's list only")
+    venv.mkdir()
+    (venv / ".installed-lab").touch()
+    assert "install" not in dry_make("venv", venv)
+    adds = dry_make("dev", venv)
+    assert "-r requirements-dev.txt" in adds and "-r requirements.txt" not in adds
+    (venv / ".installed-dev").touch()
+    assert "install" not in dry_make("venv", venv) + dry_make("dev", venv)
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^lab: venv\b", makefile, re.M) and re.search(r"^test: dev\b", makefile, re.M)
+    assert "--upgrade pip" not in makefile, "a learner's first make lab waits for no pip upgrade"
+
+
+def closure_script() -> str:
+    """Run by a venv's Python: every installed distribution the learner's pins do not
+    require, following Requires-Dist (with extras and markers) from requirements.txt."""
+    return """
+import json, sys
+from importlib.metadata import distributions
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as name
+installed = {name(d.metadata["Name"]): d for d in distributions()}
+todo = [Requirement(line) for line in json.loads(sys.argv[1])]
+seen = set()
+while todo:
+    req = todo.pop()
+    key = name(req.name)
+    for extra in req.extras or {""}:
+        if (key, extra) in seen or key not in installed:
+            continue
+        seen.add((key, extra))
+        for dep in installed[key].requires or []:
+            dep = Requirement(dep)
+            if dep.marker is None or dep.marker.evaluate({"extra": extra}):
+                todo.append(dep)
+print(json.dumps(sorted(set(installed) - {key for key, _ in seen})))
+"""
+
+
+@pytest.mark.slow  # a real `make venv` into a temporary folder: ~20 s with uv's cache
+def test_make_lab_installs_the_learner_list_and_nothing_else(tmp_path: Path) -> None:
+    """The packages a make lab .venv holds are requirements.txt and what it requires:
+    no contributor tool (Playwright, JupyterHub, Jupyter Book, ruff, ...) rides along."""
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    subprocess.run(["make", "-s", "venv", f"VENV={venv}", f"PYTHON={sys.executable}"],
+                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    learner = requirement_lines(REPO / "requirements.txt")
+    extra = json.loads(subprocess.run(
+        [str(venv / "bin" / "python"), "-c", closure_script(), json.dumps(learner)],
+        capture_output=True, text=True, check=True).stdout)
+    # The only additions: what `python -m venv` seeds (pip; setuptools before Python 3.12),
+    # uv, which installs the list, and the tutorial's own editable package.
+    assert {"uv", "async-orm-tutorial"} <= set(extra) <= {"pip", "setuptools", "uv",
+                                                         "async-orm-tutorial"}, extra
+    listed = json.loads(subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True, text=True, check=True, env=env).stdout)
+    versions = {requirement_name(d["name"]): d["version"] for d in listed}
+    for line in learner:
+        assert versions.get(requirement_name(line)) == line.split("==")[1], line
+    assert not set(CONTRIBUTOR_TOOLS) & set(versions)
 
 
 def test_no_binder_folder_hides_environment_yml() -> None:
