@@ -89,8 +89,19 @@ binder-like: dev ## the series as Binder runs it: unprivileged user, environment
 lint: dev ## ruff on the code and the notebooks
 	$(BIN)/ruff check .
 
-strip: dev ## nbstripout over notebooks/: outputs, counts, editor metadata (tutorial_harness/strip.py)
-	$(BIN)/python -m tutorial_harness.strip
+# nbstripout's own command, configured here and nowhere else (nbstripout 0.9 reads its
+# options from the command line and git config, not from pyproject.toml): the pre-commit
+# hook runs make strip NOTEBOOKS=<the staged notebooks>. On top of nbstripout's defaults (outputs,
+# execution counts, metadata.widgets, cell.metadata.execution, collapsed, scrolled, ...):
+# jupytext's leftovers; cell.metadata.jupyter (a hidden source would also hide a solution's
+# own <details> block); language_info and vscode (they name the editor's Python).
+# metadata.kernelspec and the cell ids stay. The dev stamp is order-only so that a commit
+# hook never reinstalls packages: it needs nbstripout present, not the newest pins.
+NBSTRIPOUT_FLAGS := --keep-id --extra-keys "metadata.jupytext metadata.language_info \
+	metadata.vscode cell.metadata.lines_to_next_cell cell.metadata.jupyter"
+NOTEBOOKS ?= notebooks/*.ipynb
+strip: | $(DEV_STAMP) ## nbstripout over notebooks/ (or NOTEBOOKS=...): outputs, counts, editor metadata
+	$(BIN)/nbstripout $(NBSTRIPOUT_FLAGS) $(NOTEBOOKS)
 
 db: venv ## make sure a PostgreSQL is running and say which one
 	$(BIN)/python -m tutorial_kit up

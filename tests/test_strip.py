@@ -1,17 +1,22 @@
-"""make strip: nbstripout with the project's keys, idempotent, from any folder."""
+"""make strip: nbstripout's own command with the project's options, idempotent; the
+pre-commit hook runs the same target, and the committed notebooks are already stripped."""
 
 from __future__ import annotations
 
-import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 import yaml
 
-from tutorial_harness import strip as strip_notebooks
-
 REPO = Path(__file__).resolve().parent.parent
+#: The nbstripout next to the interpreter running the tests, and no venv refresh first
+#: (make strip only needs nbstripout present: its dev stamp is an order-only prerequisite).
+MAKE_STRIP = ["make", "--no-print-directory", "-s", "-C", str(REPO), "-o", ".venv/.installed-dev",
+              f"BIN={Path(sys.executable).parent}", "strip"]
 
 
 def messy_notebook(path: Path) -> None:
@@ -22,12 +27,13 @@ def messy_notebook(path: Path) -> None:
                        "language": "python"},
         "language_info": {"name": "python", "version": "3.12.1"},
         "jupytext": {"formats": "ipynb,py:percent"},
+        "vscode": {"interpreter": {"hash": "0123"}},
         "widgets": {"application/vnd.jupyter.widget-state+json": {}},
     })
     code = nbformat.v4.new_code_cell("print('hi')", execution_count=3, outputs=[
         nbformat.v4.new_output("stream", name="stdout", text="hi\n")])
     code.metadata.update({"lines_to_next_cell": 2, "execution": {"iopub.status.idle": "x"},
-                          "tags": ["scaffold"]})
+                          "collapsed": False, "scrolled": True, "tags": ["scaffold"]})
     solution = nbformat.v4.new_markdown_cell("<details><summary>Solution</summary>\n</details>")
     solution.metadata.update({"tags": ["solution"], "jupyter": {"source_hidden": True},
                               "lines_to_next_cell": 0})
@@ -35,73 +41,52 @@ def messy_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def run_strip(cwd: Path, *files: str) -> None:
-    """``python -m tutorial_harness.strip FILE…`` run from ``cwd`` (in-process: fast)."""
-    here = Path.cwd()
-    os.chdir(cwd)
-    try:
-        assert strip_notebooks.main(list(files)) == 0
-    finally:
-        os.chdir(here)
+def make_strip(*paths: Path) -> None:
+    subprocess.run([*MAKE_STRIP, f"NOTEBOOKS={' '.join(map(str, paths))}"], check=True)
 
 
-def test_strip_leaves_a_clean_notebook_and_is_idempotent(tmp_path: Path) -> None:
-    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
-    work.mkdir()
-    elsewhere.mkdir()
-    path = work / "99_messy.ipynb"
+def test_make_strip_leaves_a_clean_notebook_and_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "99_messy.ipynb"
     messy_notebook(path)
     ids = [c.id for c in nbformat.read(path, as_version=4).cells]
-    run_strip(elsewhere, "../work/99_messy.ipynb")  # a relative path from another folder
+    make_strip(path)
     nb = nbformat.read(path, as_version=4)
-    assert set(nb.metadata) == {"kernelspec"}
+    assert set(nb.metadata) == {"kernelspec"}, "kernelspec is kept, editor metadata goes"
     code, solution = nb.cells
     assert code.outputs == [] and code.execution_count is None
     assert dict(code.metadata) == {"tags": ["scaffold"]}
     assert dict(solution.metadata) == {"tags": ["solution"]}
     assert [c.id for c in nb.cells] == ids, "cell ids are kept"
     once = path.read_text()
-    run_strip(work, str(path))
+    make_strip(path)
     assert path.read_text() == once, "stripping twice changes nothing"
 
 
-def test_default_targets_are_the_repo_notebooks_wherever_you_are(tmp_path: Path,
-                                                                monkeypatch) -> None:
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "00_other.ipynb").write_text("{}")
-    monkeypatch.chdir(tmp_path)
-    found = strip_notebooks.targets([])
-    assert found and all(p.parent == REPO / "notebooks" for p in found)
+def test_committed_notebooks_are_already_stripped(tmp_path: Path) -> None:
+    """So the student / instructor builds, which copy them, need no stripping of their own."""
+    originals = sorted((REPO / "notebooks").glob("*.ipynb"))
+    copies = [Path(shutil.copy2(p, tmp_path / p.name)) for p in originals]
+    make_strip(*copies)
+    changed = [p.name for p, c in zip(originals, copies, strict=True)
+               if c.read_text() != p.read_text()]
+    assert not changed, f"run `make strip`: {changed}"
 
 
-def test_tidy_for_the_builds_matches_the_file_strip(tmp_path: Path) -> None:
-    path = tmp_path / "99_messy.ipynb"
-    messy_notebook(path)
-    in_memory = strip_notebooks.tidy(nbformat.read(path, as_version=4))
-    run_strip(tmp_path, str(path))
-    assert in_memory == nbformat.read(path, as_version=4)
-
-
-def test_pre_commit_runs_ruff_and_the_same_strip() -> None:
+def test_pre_commit_hook_is_make_strip(tmp_path: Path) -> None:
+    """The hook is make strip on the files pre-commit appends to its command."""
     config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert "ruff" in hooks["ruff"]["entry"]
-    assert "tutorial_harness.strip" in hooks["nbstripout"]["entry"]
-    assert hooks["nbstripout"]["files"] == r"\.ipynb$"
-    contributing = (REPO / "CONTRIBUTING.md").read_text()
-    assert "pre-commit install" in contributing
-
-
-@pytest.mark.slow  # a second interpreter importing nbformat: seconds
-def test_the_same_keys_through_the_nbstripout_command(tmp_path: Path) -> None:
-    """The pinned nbstripout command, given this project's options, agrees with make strip."""
-    import subprocess
-    import sys
-
-    by_cli, by_script = tmp_path / "cli.ipynb", tmp_path / "script.ipynb"
-    messy_notebook(by_cli)
-    by_script.write_text(by_cli.read_text())
-    subprocess.run([sys.executable, "-m", "nbstripout", *strip_notebooks.nbstripout_args(),
-                    str(by_cli)], check=True)
-    run_strip(tmp_path, str(by_script))
-    assert by_cli.read_text() == by_script.read_text()
+    hook = hooks["nbstripout"]
+    assert hook["files"] == r"\.ipynb$"
+    entry = shlex.split(hook["entry"])
+    assert "make" in entry[-2] and " strip " in entry[-2]
+    assert "extra-keys" not in hook["entry"], "the options live in the Makefile only"
+    path = tmp_path / "99_messy.ipynb"
+    messy_notebook(path)
+    # The hook's own make line, pointed at the test's nbstripout as make_strip is.
+    command = entry[-2].replace("make ", " ".join(map(shlex.quote, MAKE_STRIP[:-1])) + " ", 1)
+    subprocess.run([*entry[:-2], command, entry[-1], str(path)], check=True, cwd=REPO)
+    nb = nbformat.read(path, as_version=4)
+    assert set(nb.metadata) == {"kernelspec"} and nb.cells[0].outputs == []
+    assert "pre-commit install" in (REPO / "CONTRIBUTING.md").read_text()

@@ -10,8 +10,11 @@ collapsed ``<details>`` block holds the answer as a fenced Python block) and
 
 - **instructor**: each scaffold's code is replaced by its solution and the
   solution cell is dropped, so Run All prints ✓ for every exercise;
-- **student**: the solution cells are removed, so the copies hold no solution
-  text at all, not even collapsed.
+- **student**: the solution cells are removed (nbconvert's ``TagRemovePreprocessor``),
+  so the copies hold no solution text at all, not even collapsed.
+
+Both start from the committed files, which are already stripped (``make strip``;
+``tests/test_notebook_structure.py`` checks it), so the copies need no stripping.
 """
 
 from __future__ import annotations
@@ -20,25 +23,28 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import TagRemovePreprocessor
 
 from tutorial_harness.runner import REPO, notebook_paths
-from tutorial_harness.strip import tidy
-from tutorial_kit.exercises import exercises, solution_code, tags
+from tutorial_kit.exercises import exercises, solution_code
+
+#: Drops every cell tagged ``solution``; nothing else is touched.
+WITHOUT_SOLUTIONS = TagRemovePreprocessor(remove_cell_tags={"solution"})
+
+
+def without_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    return WITHOUT_SOLUTIONS.preprocess(nb, {})[0]
 
 
 def instructor_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    drop = set()
     for ex in exercises(nb.cells):
         nb.cells[ex.scaffold].source = solution_code(nb.cells[ex.solution])
-        drop.add(ex.solution)
-    nb.cells = [c for i, c in enumerate(nb.cells) if i not in drop]
-    return tidy(nb)
+    return without_solutions(nb)
 
 
 def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     exercises(nb.cells)  # refuse a notebook whose layout would leave a solution behind
-    nb.cells = [c for c in nb.cells if "solution" not in tags(c)]
-    return tidy(nb)
+    return without_solutions(nb)
 
 
 BUILDS = {"instructor": instructor_copy, "student": student_copy}
