@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass
 class Timing:
@@ -69,7 +67,3 @@ def peak_memory() -> Iterator[MemoryPeak]:
         if not already:
             tracemalloc.stop()
 
-
-def rss_mb() -> float:
-    """This process's resident set size, in MB."""
-    return psutil.Process().memory_info().rss / 1_000_000

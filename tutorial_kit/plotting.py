@@ -9,23 +9,15 @@ lines drawn on top of each other.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 #: (low, high) of repeated measurements, drawn as an error bar around the bar's value.
 Spread = tuple[float, float]
 
 _COLOR = "#4C72B0"
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _wrap(label: str, width: int = 14) -> str:
-    return "\n".join(textwrap.wrap(label, width)) or label
 
 
 def _error_bars(values: Sequence[float], spread: Sequence[Spread | None]) -> list[list[float]]:
@@ -33,85 +25,6 @@ def _error_bars(values: Sequence[float], spread: Sequence[Spread | None]) -> lis
     below = [v - s[0] if s else 0.0 for v, s in zip(values, spread, strict=True)]
     above = [s[1] - v if s else 0.0 for v, s in zip(values, spread, strict=True)]
     return [[max(0.0, b) for b in below], [max(0.0, a) for a in above]]
-
-
-def _annotate(ax: Axes, positions: Sequence[float], values: Sequence[float],
-              ranges: Sequence[Spread | None], texts: Sequence[str], *, horizontal: bool) -> None:
-    """Write each bar's text just past its end, or past its whisker if it has one."""
-    for pos, v, r, text in zip(positions, values, ranges, texts, strict=True):
-        end = max(v, r[1]) if r else v
-        if horizontal:
-            ax.annotate(text, (end, pos), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8)
-        else:
-            ax.annotate(text, (pos, end), xytext=(0, 3), textcoords="offset points",
-                        ha="center", fontsize=8)
-
-
-def bar_chart(values: Mapping[str, float], *, title: str, ylabel: str,
-              log: bool = False, fmt: str = "{:,.0f}", ax: Axes | None = None,
-              horizontal: bool = False, spread: Mapping[str, Spread] | None = None) -> Axes:
-    """One bar per label, each annotated with its value.
-
-    ``ylabel`` names the value axis (the x axis when ``horizontal``).
-    ``horizontal=True`` puts the labels on the y axis, one per line, so long
-    labels never overlap (vertical bars wrap long labels instead). ``spread``
-    maps a label to the (min, max) of its repeated measurements, drawn as an
-    error bar; the value is written past the whisker.
-    """
-    labels = list(values)
-    heights = [values[k] for k in labels]
-    ranges = [(spread or {}).get(k) for k in labels]
-    errors = _error_bars(heights, ranges) if any(ranges) else None
-    if ax is None:
-        size = (7, 0.45 * len(labels) + 1.2) if horizontal else (7, 3.2)
-        _, ax = plt.subplots(figsize=size)
-    positions = list(range(len(labels)))
-    texts = [fmt.format(v) for v in heights]
-    if horizontal:
-        ax.barh(positions, heights, xerr=errors, color=_COLOR, capsize=3,
-                error_kw={"elinewidth": 1})
-        ax.set_yticks(positions, labels)
-        ax.invert_yaxis()  # first label on top, as in a table
-        ax.set_xlabel(ylabel)
-        if log:
-            ax.set_xscale("log")
-        ax.margins(x=0.25)
-    else:
-        ax.bar(positions, heights, yerr=errors, color=_COLOR, capsize=3,
-               error_kw={"elinewidth": 1})
-        ax.set_xticks(positions, [_wrap(k) for k in labels], fontsize=8)
-        ax.set_ylabel(ylabel)
-        if log:
-            ax.set_yscale("log")
-        ax.margins(y=0.15)
-    _annotate(ax, positions, heights, ranges, texts, horizontal=horizontal)
-    ax.set_title(title)
-    ax.figure.tight_layout()
-    return ax
-
-
-def line_chart(xs: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str,
-               xlabel: str, ylabel: str, log: bool = False, ax: Axes | None = None) -> Axes:
-    """One line per series over the same x values.
-
-    Each series gets its own marker and line style, so two series with equal
-    values stay distinguishable; prefer ``panel_bars`` when many coincide.
-    """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    for i, (name, ys) in enumerate(series.items()):
-        ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)],
-                linestyle=_LINESTYLES[i % len(_LINESTYLES)], markersize=8 - i % 4,
-                label=name)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    return ax
 
 
 def panel_bars(panels: Mapping[str, Mapping[str, float]], *, title: str, xlabel: str = "",
