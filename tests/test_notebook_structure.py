@@ -1,17 +1,26 @@
-"""Static checks of every notebook: committed clean, the template, the exercises."""
+"""Static checks of every notebook: committed clean, the template, the exercises.
+
+And the lesson registry (book/_toc.yml, read by tutorial_harness.lessons): it lists
+exactly the notebooks in notebooks/, each notebook's own numbers match its file name,
+and the three lesson tables (00's, the README's, the instructor guide's) list exactly
+the registered lessons, in order.
+"""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from tutorial_harness.lessons import REPO, lessons
 from tutorial_harness.runner import notebook_paths
 from tutorial_kit.exercises import CHECK_CALL, exercises, solution_code
 
+LESSONS = lessons()
 NOTEBOOKS = notebook_paths()
 IDS = [p.stem for p in NOTEBOOKS]
 ASYNCIO_RUN_ALLOWED = {"00_start_here", "09_nest_asyncio"}
@@ -35,9 +44,45 @@ def tagged(nb: nbformat.NotebookNode, tag: str) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", [])]
 
 
-def test_numbering_is_contiguous() -> None:
-    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == list(range(len(numbers))), f"gaps or duplicates in {numbers}"
+def test_registry_lists_every_notebook_in_order() -> None:
+    """book/_toc.yml lists exactly the notebooks in notebooks/, numbered 00, 01, … in order.
+
+    A notebook missing from it would be run by no test and shown by no outline.
+    """
+    on_disk = {p.name for p in (REPO / "notebooks").glob("*.ipynb")}
+    registered = [p.name for p in NOTEBOOKS]
+    assert not on_disk - set(registered), (
+        f"add {sorted(on_disk - set(registered))} to book/_toc.yml (the lesson registry)")
+    assert not set(registered) - on_disk, (
+        f"book/_toc.yml lists {sorted(set(registered) - on_disk)}, which notebooks/ lacks")
+    numbers = [lesson.number for lesson in LESSONS]
+    assert numbers == [f"{n:02d}" for n in range(len(numbers))], (
+        f"book/_toc.yml's lessons are numbered {numbers}: 00, 01, … with no gap, in order")
+
+
+# The notebook's own schema, `SCHEMA = learner_schema("04")`, and its checks module.
+OWN_SCHEMA = re.compile(r"""^\s*\w+\s*=\s*learner_schema\(\s*["'](\d+)["']""", re.M)
+CHECKS_MODULE = re.compile(r"^\s*from tutorial_kit\.checks import lesson(\d+)\b", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_numbers_match_the_file_name(path: Path) -> None:
+    """A lesson copied from another keeps its numbers: catch that.
+
+    Two lessons with one schema reset each other's tables; a lesson judged by
+    another's checks module says "not yet" to every right answer.
+    """
+    number = path.name[:2]
+    source = "\n".join(c.source for c in code_cells(load(path)))
+    schemas = OWN_SCHEMA.findall(source)
+    assert set(schemas) <= {number}, (
+        f"{path.name} works in learner_schema({schemas[0]!r}): make it learner_schema({number!r})")
+    if "reset_schema(" in source:
+        assert schemas, f"name the schema it resets: SCHEMA = learner_schema({number!r})"
+    modules = CHECKS_MODULE.findall(source)
+    assert set(modules) <= {number}, (
+        f"{path.name} imports tutorial_kit.checks.lesson{modules[0]}: "
+        f"make it lesson{number}")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -82,7 +127,7 @@ def test_template_sections(path: Path) -> None:
 def test_whats_next_links_forward(path: Path) -> None:
     text = markdown(load(path))
     nxt = text[text.index("## What's next"):]
-    later = [p for p in NOTEBOOKS if p.name > path.name]
+    later = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
     if later:
         assert later[0].name in nxt, f"'What's next' should link to {later[0].name}"
     for target in re.findall(r"\]\(([0-9]{2}_[^)#]+\.ipynb)", text):
@@ -149,10 +194,62 @@ def test_exercises(path: Path) -> None:
         )
 
 
+# The lesson tables, each under its heading: the first cell of every row after the
+# header is a link "[NN · Title](…/NN_name.ipynb)" to a registered lesson, in order.
+OUTLINES = {
+    "00's outline": ("notebooks/00_start_here.ipynb", "## The lessons"),
+    "README": ("README.md", "## Outline"),
+    "instructor guide": ("docs/instructor-guide.md", "## Per notebook"),
+}
+LINK_CELL = re.compile(r"^\[(?P<text>[^\]]+)\]\((?P<target>[^)\s]+)\)$")
+
+
+def document_text(path: Path) -> str:
+    return markdown(load(path)) if path.suffix == ".ipynb" else path.read_text()
+
+
+def section(text: str, heading: str) -> str:
+    """The text under ``heading``, up to the next heading of its level or higher."""
+    found = re.search(rf"^{re.escape(heading)}\s*$", text, re.M)
+    assert found, f"no {heading!r} heading"
+    level = len(heading.split(" ")[0])
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, found.end())
+    return text[found.end():end.start() if end else len(text)]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of a markdown table's rows, header and separator left out."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[2:]]
+
+
+@pytest.mark.parametrize("outline", OUTLINES)
+def test_outline_matches_the_registry(outline: str) -> None:
+    """Each lesson table lists every registered lesson, in order, by its title, and nothing else.
+
+    "Matches" means: row by row, the first cell is a link whose text is the
+    lesson's title in book/_toc.yml (``04 · Eager loading compared``) and whose
+    target is that notebook, relative to the document.
+    """
+    name, heading = OUTLINES[outline]
+    document = REPO / name
+    rows = table_rows(section(document_text(document), heading))
+    found = []
+    for cells in rows:
+        link = LINK_CELL.match(cells[0])
+        assert link, f"{name}, {heading}: a row that is not a link to a lesson: {cells[0]!r}"
+        target = (document.parent / link["target"].partition("#")[0]).resolve()
+        found.append(f"[{link['text']}]({os.path.relpath(target, document.parent)})")
+    expected = [f"[{lesson.title}]({os.path.relpath(lesson.path, document.parent)})"
+                for lesson in LESSONS]
+    assert found == expected, (
+        f"{name}, {heading}: the rows' first cells should be, in this order (from "
+        "book/_toc.yml, the lesson registry):\n" + "\n".join(expected)
+        + "\nthey are:\n" + "\n".join(found))
+
+
 TIME_TO_LEARN = re.compile(r"\*\*Time to learn\*\*: (\d+) minutes")
-OUTLINE_ROW = re.compile(
-    r"^\| \[(\d\d) · [^\]]+\]\((\d\d_[^)]+\.ipynb)\) \| .+ \| (\d+) min \|$", re.M)
-OUTLINE_TEXT_ROW = re.compile(r"^\| (\d\d) · [^|\[]+ \| .+ \| coming \|$", re.M)
+MINUTES = re.compile(r"^(\d+) min$")
 
 
 def time_to_learn(path: Path) -> int:
@@ -161,33 +258,17 @@ def time_to_learn(path: Path) -> int:
     return int(found.group(1))
 
 
-def outline() -> tuple[dict[str, int], set[str]]:
-    """00's lesson table: linked file name -> minutes, and the numbers listed as text."""
-    text = markdown(load(NOTEBOOKS[0]))
-    assert "## The lessons" in text, "00 has no '## The lessons' outline"
-    table = text.split("## The lessons", 1)[1]
-    linked = {name: int(minutes) for _nn, name, minutes in OUTLINE_ROW.findall(table)}
-    return linked, set(OUTLINE_TEXT_ROW.findall(table))
-
-
-def test_outline_lists_every_notebook_with_its_own_minutes() -> None:
-    """00's outline links every notebook, with the minutes of that notebook's 'Time to learn'."""
-    linked, coming = outline()
-    for path in NOTEBOOKS:
-        assert path.name in linked, f"00's outline does not link {path.name}"
-        assert linked[path.name] == time_to_learn(path), (
-            f"00's outline gives {path.name} {linked[path.name]} min, the notebook says "
-            f"{time_to_learn(path)}: make 00 match the notebook"
+def test_outline_gives_each_lesson_its_own_minutes() -> None:
+    """00's outline gives each lesson the minutes of that notebook's 'Time to learn'."""
+    name, heading = OUTLINES["00's outline"]
+    rows = table_rows(section(document_text(REPO / name), heading))
+    for lesson, cells in zip(LESSONS, rows, strict=True):
+        minutes = MINUTES.match(cells[-1])
+        assert minutes, f"00's outline: {lesson.path.name}'s last cell should be 'N min'"
+        assert int(minutes[1]) == time_to_learn(lesson.path), (
+            f"00's outline gives {lesson.path.name} {minutes[1]} min, the notebook says "
+            f"{time_to_learn(lesson.path)}: make 00 match the notebook"
         )
-        assert path.name[:2] not in coming, f"{path.name} exists: link it in 00's outline"
-    for name in linked:
-        assert (NOTEBOOKS[0].parent / name).exists(), f"00's outline links a missing {name}"
-
-
-def test_outline_lists_lessons_00_to_15_in_order() -> None:
-    text = markdown(load(NOTEBOOKS[0])).split("## The lessons", 1)[1]
-    numbers = re.findall(r"^\| \[?(\d\d) · ", text, re.M)
-    assert numbers == [f"{n:02d}" for n in range(16)], f"00's outline lists {numbers}"
 
 
 # "[NN · Title](NN_name.ipynb), section *Heading*": the house form of a cross-link.

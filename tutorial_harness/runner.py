@@ -19,8 +19,9 @@ import nbformat
 import psutil
 from nbclient import NotebookClient
 
+from tutorial_harness.lessons import lessons
+
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO / "notebooks"
 
 
 def kernel_env(**extra: str) -> dict[str, str]:
@@ -32,8 +33,8 @@ def kernel_env(**extra: str) -> dict[str, str]:
 
 
 def notebook_paths() -> list[Path]:
-    """Every lesson notebook, in reading order."""
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    """Every lesson notebook, in reading order: the registry, book/_toc.yml."""
+    return [lesson.path for lesson in lessons()]
 
 
 @dataclass
