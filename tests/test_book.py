@@ -3,8 +3,11 @@
 The book is built once for this module against a fresh embedded server, served
 from build/book/ on a loopback port, and every page listed in book/_toc.yml is
 opened in Chromium. Each page must have its title, at least one executed
-output, chart images that load, a Binder link, no console errors, and no
+output, chart images that load, the theme's header buttons (Binder, GitHub,
+download) pointing where book/_config.yml says, no console errors, and no
 solution open by default. The site's search must find ``expire_on_commit``.
+The repository's address is that config's one setting; the last test here keeps
+the README's Binder links in step with it.
 """
 
 from __future__ import annotations
@@ -22,22 +25,32 @@ import nbformat
 import pytest
 import yaml
 
-from tutorial_harness.book import OUT, SOURCE, toc_notebooks
+from tutorial_harness.book import OUT, SOURCE, repository
 from tutorial_harness.browser import chromium
-from tutorial_harness.runner import REPO, kernel_env, notebook_paths
+from tutorial_harness.lessons import Lesson, lessons
+from tutorial_harness.runner import REPO, kernel_env
 from tutorial_kit.database import start_embedded
 from tutorial_kit.net import LOOPBACK, free_port
 
-PAGES = toc_notebooks()
+CONFIG = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
+PAGES = lessons()
 
 
-def test_toc_lists_every_notebook_in_order() -> None:
-    assert notebook_paths() == PAGES, "book/_toc.yml and notebooks/ disagree"
+def launch_url(lesson: Lesson) -> str:
+    """Where the Binder button of a lesson's page (and the README's badge, for 00) goes.
+
+    sphinx-book-theme's ``add_launch_buttons`` builds it this way from the config's
+    ``launch_buttons`` and ``repository`` for a GitHub repository.
+    """
+    binder = CONFIG["launch_buttons"]["binderhub_url"].rstrip("/")
+    assert CONFIG["launch_buttons"]["notebook_interface"] == "jupyterlab"
+    repo = repository()
+    slug = repo["url"].rstrip("/").removeprefix("https://github.com/")
+    return f"{binder}/v2/gh/{slug}/{repo['branch']}?urlpath=lab/tree/notebooks/{lesson.path.name}"
 
 
 def test_config_builds_offline() -> None:
-    config = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
-    assert config["execute"]["execute_notebooks"] == "off", "notebooks run before the build"
+    assert CONFIG["execute"]["execute_notebooks"] == "off", "notebooks run before the build"
     requirements = (REPO / "requirements-dev.txt").read_text()
     assert re.search(r"^jupyter-book==1\.0\.\d+$", requirements, re.M), (
         "Jupyter Book 1.0.x, pinned: 2.x fetches its template over the network"
@@ -79,11 +92,13 @@ def _title(path: Path) -> str:
     return first.removeprefix("# ").strip()
 
 
+# The header buttons as sphinx-book-theme 1.3 renders them (theme/…/macros/buttons.html):
+# the launch group's links, the repository button, and the download group's links.
 PAGE_REPORT_JS = """() => {
   const outputs = document.querySelectorAll('.cell_output .output, .cell_output img');
   const imgs = [...document.querySelectorAll('.cell_output img')];
   const details = [...document.querySelectorAll('details')];
-  const binder = [...document.querySelectorAll('a')].some(a => a.href.includes('mybinder.org'));
+  const hrefs = sel => [...document.querySelectorAll(sel)].map(a => a.href);
   return {
     outputs: outputs.length,
     images: imgs.length,
@@ -91,29 +106,42 @@ PAGE_REPORT_JS = """() => {
     openDetails: details.filter(d => d.open).map(d => d.innerText.slice(0, 80)),
     solutions: details.filter(d => /Solution/.test(d.querySelector('summary')?.innerText || ''))
       .length,
-    binder,
+    launch: hrefs('.article-header-buttons .dropdown-launch-buttons a'),
+    repository: hrefs('.article-header-buttons a.btn-source-repository-button'),
+    download: hrefs('.article-header-buttons .dropdown-download-buttons a[href]'),
+    sidebar: document.querySelector('.bd-sidenav a.current')?.innerText.trim(),
   };
 }"""
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("path", PAGES, ids=[p.stem for p in PAGES])
-def test_page(path: Path, site: str, browser) -> None:
+@pytest.mark.parametrize("lesson", PAGES, ids=[lesson.path.stem for lesson in PAGES])
+def test_page(lesson: Lesson, site: str, browser) -> None:
     page = browser.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.goto(f"{site}/notebooks/{path.stem}.html", wait_until="load")
-        assert page.title().startswith(_title(path)), page.title()
+        page.goto(f"{site}/notebooks/{lesson.path.stem}.html", wait_until="load")
+        assert page.title().startswith(_title(lesson.path)), page.title()
         report = page.evaluate(PAGE_REPORT_JS)
+        assert report["sidebar"] == lesson.title, f"the sidebar says {report['sidebar']!r}"
         assert report["outputs"] > 0, "no executed output on the page"
         assert not report["brokenImages"], f"images that did not load: {report['brokenImages']}"
         assert not report["openDetails"], f"open by default: {report['openDetails']}"
         exercises = sum("exercise" in c.metadata.get("tags", [])
-                        for c in nbformat.read(path, as_version=4).cells)
+                        for c in nbformat.read(lesson.path, as_version=4).cells)
         assert report["solutions"] == exercises, "every exercise has one collapsed solution"
-        assert report["binder"], "no Open in Binder link"
+        assert report["launch"] == [launch_url(lesson)], f"Binder button: {report['launch']}"
+        assert report["repository"] == [repository()["url"]], (
+            f"GitHub button: {report['repository']}")
+        download = f"{site}/_sources/notebooks/{lesson.path.name}"
+        assert download in report["download"], f"download buttons: {report['download']}"
+        got = page.request.get(download)
+        assert got.ok, f"{download}: HTTP {got.status}"
+        outputs = [o for c in nbformat.reads(got.text(), as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs]
+        assert outputs, "the downloaded notebook should be the executed one, with outputs"
         assert not errors, f"console errors: {errors}"
     finally:
         page.close()
@@ -121,7 +149,8 @@ def test_page(path: Path, site: str, browser) -> None:
 
 def test_pages_with_charts_show_them(site: str, browser) -> None:
     """Notebooks that draw charts have loaded <img> outputs on their page."""
-    with_charts = [p for p in PAGES if "image/png" in (SOURCE / "notebooks" / p.name).read_text()]
+    with_charts = [lesson.path for lesson in PAGES
+                   if "image/png" in (SOURCE / "notebooks" / lesson.path.name).read_text()]
     assert with_charts, "no notebook drew a chart"
     page = browser.new_page()
     try:
@@ -158,3 +187,40 @@ def test_pages_workflow_validates() -> None:
     steps = yaml.safe_load(workflow.read_text())["jobs"]["build"]["steps"]
     assert {"run": "make book"} in steps
     assert any(s.get("with", {}).get("path") == "build/book" for s in steps)
+
+
+# A Binder launch link, on any BinderHub: <hub>/v2/gh/<owner>/<name>/<ref>?urlpath=…
+BINDER_LINK = re.compile(r"https?://[\w.-]+(?::\d+)?/v2/gh/[^\s()\"'<>\]]+")
+
+
+def test_repository_url_is_one_setting() -> None:
+    """book/_config.yml's ``repository.url`` is the only place the repository's address is set.
+
+    The book's buttons are built from it. The README is static markdown, so its Binder
+    badge spells the address out; this test keeps every Binder link in the repository
+    pointing at the configured repository and branch, and keeps the address itself
+    from being written anywhere else (link to files in the repository relatively).
+    """
+    config = REPO / "book" / "_config.yml"
+    url = repository()["url"].rstrip("/")
+    start = launch_url(PAGES[0])
+    start_prefix = start.removesuffix(f"notebooks/{PAGES[0].path.name}")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    stale, restated = [], []
+    for name in files:
+        path = REPO / name
+        if path == config or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        stale += [f"{name}: {link}" for link in BINDER_LINK.findall(text)
+                  if not link.startswith(start_prefix)]
+        if url.removeprefix("https://") in text:
+            restated.append(name)
+    assert not stale, (
+        f"Binder links that do not launch {url} at {repository()['branch']} "
+        f"(book/_config.yml's repository setting); each should start {start_prefix}:\n"
+        + "\n".join(stale))
+    assert not restated, f"{url} is written outside book/_config.yml in {restated}"
+    badge = f"[![Binder](https://mybinder.org/badge_logo.svg)]({start})"
+    assert badge in (REPO / "README.md").read_text(), f"README.md's badge should be {badge}"

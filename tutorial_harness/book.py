@@ -5,10 +5,10 @@
 1. Every notebook in book/_toc.yml is executed in a fresh kernel against the
    tutorial's PostgreSQL, found the usual way (DATABASE_URL, else compose, else
    the embedded server). A notebook with an error output fails the build.
-2. Each executed copy gets one line under its title: open it on Binder, run it
-   locally, download it. Links to repository files outside the book
+2. In each executed copy, links to repository files outside the book
    (``../docs/…``) point at the repository instead. The committed notebooks are
-   not touched.
+   not touched. Launching on Binder, the repository and downloading the notebook
+   are the theme's own header buttons, configured in book/_config.yml.
 3. ``jupyter-book build`` renders book/ plus the executed copies, offline
    (``execute_notebooks: off``: they already ran), and the HTML is copied to
    build/book/. Any Sphinx warning fails the build, so a broken link shows.
@@ -29,48 +29,34 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from tutorial_harness.runner import REPO, run_notebook
+from tutorial_harness.runner import REPO, notebook_paths, run_notebook
 
 BOOK = REPO / "book"
 SOURCE = REPO / "build" / "book-src"
 OUT = REPO / "build" / "book"
 
 
-def toc_notebooks() -> list[Path]:
-    """The notebooks book/_toc.yml lists, in reading order."""
-    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    files = [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
-    return [REPO / f"{f}.ipynb" for f in files]
+def repository() -> dict[str, str]:
+    """book/_config.yml's ``repository``: the one setting that names the repository.
 
-
-def repository() -> str:
-    config = yaml.safe_load((BOOK / "_config.yml").read_text())
-    return config["repository"]["url"].rstrip("/")
-
-
-def launch_line(path: Path) -> str:
-    """Markdown links to run this notebook: Binder, a local clone, the raw file."""
-    config = yaml.safe_load((BOOK / "_config.yml").read_text())
-    repo = repository()
-    slug = repo.removeprefix("https://github.com/")
-    binder = config["launch_buttons"]["binderhub_url"].rstrip("/")
-    rel = f"notebooks/{path.name}"
-    return (
-        f"[Open in Binder]({binder}/v2/gh/{slug}/HEAD?urlpath=lab/tree/{rel}) · "
-        f"[Run it locally]({repo}#quick-start) · "
-        f"[Download the notebook]({repo}/raw/HEAD/{rel})"
-    )
+    ``url`` (the GitHub address) and ``branch``. The theme's header buttons and the
+    links below are built from it; tests/test_book.py checks that the README's
+    Binder links agree with it.
+    """
+    return yaml.safe_load((BOOK / "_config.yml").read_text())["repository"]
 
 
 OUTSIDE_LINK = re.compile(r"\]\(\.\./([^)#\s]+)")
 
 
-def site_copy(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
-    """The executed notebook as the site shows it: launch links, repository links."""
-    first = nb.cells[0]
-    title, _, rest = first.source.partition("\n")
-    first.source = f"{title}\n\n{launch_line(path)}\n{rest}"
-    blob = f"{repository()}/blob/HEAD/"
+def site_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The executed notebook as the site shows it: links outside the book go to GitHub.
+
+    ``../docs/x.md`` is a file next to the notebooks in a clone, but not a page of
+    the site, so the site links to it on the repository instead.
+    """
+    repo = repository()
+    blob = f"{repo['url'].rstrip('/')}/blob/{repo['branch']}/"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = OUTSIDE_LINK.sub(lambda m: f"]({blob}{m.group(1)}", cell.source)
@@ -89,7 +75,7 @@ async def execute_all(paths: list[Path], jobs: int) -> None:
         async with gate:
             start = time.perf_counter()
             run = await run_notebook(path, env=env, timeout=300)
-            nbformat.write(site_copy(run.nb, path), target / path.name)
+            nbformat.write(site_copy(run.nb), target / path.name)
             print(f"  executed {path.name} in {time.perf_counter() - start:.1f} s", flush=True)
 
     await asyncio.gather(*(one(p) for p in paths))
@@ -104,7 +90,7 @@ def main(argv: list[str]) -> int:
 
     shutil.rmtree(SOURCE, ignore_errors=True)
     shutil.copytree(BOOK, SOURCE)
-    paths = toc_notebooks()
+    paths = notebook_paths()
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         print(f"book/_toc.yml lists notebooks that do not exist: {missing}", file=sys.stderr)
