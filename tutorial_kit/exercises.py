@@ -68,6 +68,27 @@ def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
     return True, f"{PASS} Exercise {number}: correct"
 
 
+def unanswered(number: int, answer: Any, hint: str) -> bool:
+    """True, with the not-yet line printed, while the scaffold still sets ``exN`` to None.
+
+    A check calls it before gathering any evidence, so an untouched scaffold costs
+    no IO (and a Run All of the committed notebook stays fast).
+    """
+    if answer is not None:
+        return False
+    print(verdict(number, None, (bool, hint))[1])
+    return True
+
+
+def unavailable(doing: str, err: BaseException, hint: str) -> Rule:
+    """The failing rule for evidence the check could not gather: what raised, then the hint.
+
+    ``doing`` says what the check was doing ("reading the tables"), so the line
+    tells the learner whether their code or the server was the trouble.
+    """
+    return (lambda _answer: False, f"{doing} raised {describe(err)}. {hint}")
+
+
 def check(number: int, answer: Any, *rules: Rule) -> None:
     """Print whether exercise ``number`` is answered, and how to get there if not.
 
