@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from tutorial_harness.runner import kernel_env, run_notebook
 from tutorial_kit.database import DatabaseConfigError
@@ -20,14 +20,15 @@ database_url()
 """
 
 
-def test_database_config_error_renders_as_its_message_in_a_kernel(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_database_config_error_renders_as_its_message_in_a_kernel(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(CELL)]
     path = tmp_path / "probe.ipynb"
     nbformat.write(nb, path)
-    run = asyncio.run(run_notebook(path, env=kernel_env(), allow_errors=True))
+    run = await run_notebook(path, env=kernel_env(), allow_errors=True)
     [error] = [o for o in run.nb.cells[0].outputs if o.output_type == "error"]
     assert error.ename == "DatabaseConfigError"
     shown = "\n".join(error.traceback)

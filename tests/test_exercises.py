@@ -21,7 +21,6 @@ Each ``code`` replaces the scaffold cell's whole source.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -81,14 +80,14 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
 
 
 @pytest.mark.notebooks
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)
-def test_checks_reject_wrong_answers_and_accept_the_solution(path: Path,
-                                                            embedded_pgdata: Path) -> None:
+async def test_checks_reject_wrong_answers_and_accept_the_solution(path: Path,
+                                                                  embedded_pgdata: Path) -> None:
     skip_without_pgbouncer(path)
     start_embedded(embedded_pgdata)
     nb, expected = trial_notebook(path)
-    run = asyncio.run(run_notebook(path, nb=nb,
-                                   env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
+    run = await run_notebook(path, nb=nb, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)))
     got = printed_verdicts(run.nb.cells)
     assert len(got) == len(expected)
     wrong = [f"{what}: expected {verdict!r}, printed {line!r}"
@@ -105,13 +104,14 @@ def instructor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.notebooks
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)
-def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Path,
-                                            embedded_pgdata: Path) -> None:
+async def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Path,
+                                                  embedded_pgdata: Path) -> None:
     skip_without_pgbouncer(path)
     start_embedded(embedded_pgdata)
     copy = instructor_dir / path.name
-    run = asyncio.run(run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata))))
+    run = await run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)))
     verdicts = printed_verdicts(run.nb.cells)
     assert len(verdicts) == len(exercises(nbformat.read(path, as_version=4).cells))
     failing = [line for _, line, verdict in verdicts if verdict != "correct"]

@@ -37,37 +37,42 @@ def embedded(embedded_pgdata: Path) -> tuple[dict[str, str], str]:
     return kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url
 
 
-def test_clean_notebook_passes(tmp_path: Path, embedded) -> None:
+@pytest.mark.asyncio
+async def test_clean_notebook_passes(tmp_path: Path, embedded) -> None:
     env, url = embedded
     path = notebook(tmp_path, QUERY, "await engine.dispose()")
-    execute(path, env, url)
+    await execute(path, env, url)
 
 
-def test_error_output_fails(tmp_path: Path, embedded) -> None:
+@pytest.mark.asyncio
+async def test_error_output_fails(tmp_path: Path, embedded) -> None:
     env, url = embedded
     path = notebook(tmp_path, "1 / 0", "await engine.dispose()")
     with pytest.raises(CellExecutionError, match="ZeroDivisionError"):
-        execute(path, env, url)
+        await execute(path, env, url)
 
 
-def test_open_connection_fails(tmp_path: Path, embedded) -> None:
+@pytest.mark.asyncio
+async def test_open_connection_fails(tmp_path: Path, embedded) -> None:
     env, url = embedded
     path = notebook(tmp_path, QUERY)
     with pytest.raises(AssertionError, match="still open"):
-        execute(path, env, url)
+        await execute(path, env, url)
 
 
-def test_stderr_warning_fails(tmp_path: Path, embedded) -> None:
+@pytest.mark.asyncio
+async def test_stderr_warning_fails(tmp_path: Path, embedded) -> None:
     env, url = embedded
     path = notebook(tmp_path, "import warnings\nwarnings.warn('careful', RuntimeWarning)",
                     "await engine.dispose()")
     with pytest.raises(AssertionError, match="stderr"):
-        execute(path, env, url)
+        await execute(path, env, url)
 
 
-def test_not_rerunnable_fails(tmp_path: Path, embedded) -> None:
+@pytest.mark.asyncio
+async def test_not_rerunnable_fails(tmp_path: Path, embedded) -> None:
     env, url = embedded
     path = notebook(tmp_path, "assert 'ran_once' not in globals()\nran_once = True",
                     "await engine.dispose()")
     with pytest.raises(CellExecutionError, match="AssertionError"):
-        execute(path, env, url)
+        await execute(path, env, url)

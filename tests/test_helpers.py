@@ -58,43 +58,39 @@ async def test_schema_names_are_validated() -> None:
         await reset_schema(None, "public; DROP TABLE x")  # type: ignore[arg-type]
 
 
-def test_capture_sql_counts_statements_and_seed_loads(url: str, capsys) -> None:
+@pytest.mark.asyncio
+async def test_capture_sql_counts_statements_and_seed_loads(url: str, capsys) -> None:
     data = make_dataset(20, books_per_author=3, reviews_per_book=2)
-
-    async def scenario() -> tuple[int, int, int]:
-        engine = engine_for(url)
-        try:
+    engine = engine_for(url)
+    try:
+        async with engine.begin() as conn:
+            await reset_schema(conn, SCHEMA)
+            await conn.run_sync(Base.metadata.create_all)
+            await load_dataset(conn, data)
+        session_factory = async_sessionmaker(engine, expire_on_commit=False)
+        async with session_factory() as session:
+            with capture_sql(engine, echo=True) as log:
+                authors = (await session.scalars(
+                    select(Author).options(selectinload(Author.books)).order_by(Author.id)
+                )).all()
+            books = sum(len(a.books) for a in authors)
+            with capture_sql(engine) as streamed:
+                total = 0
+                async for _ in await session.stream_scalars(
+                    select(Author).order_by(Author.id).execution_options(yield_per=5)
+                ):
+                    total += 1
+            assert total == 20 and streamed.streamed and not log.streamed
+            assert len(log.connections()) == 1 and not log.overlapped()
+            # ids continue after the COPY-loaded rows
+            new = Author(name="n", country="GB", books=[])
+            session.add(new)
+            await session.commit()
             async with engine.begin() as conn:
-                await reset_schema(conn, SCHEMA)
-                await conn.run_sync(Base.metadata.create_all)
-                await load_dataset(conn, data)
-            session_factory = async_sessionmaker(engine, expire_on_commit=False)
-            async with session_factory() as session:
-                with capture_sql(engine, echo=True) as log:
-                    authors = (await session.scalars(
-                        select(Author).options(selectinload(Author.books)).order_by(Author.id)
-                    )).all()
-                books = sum(len(a.books) for a in authors)
-                with capture_sql(engine) as streamed:
-                    total = 0
-                    async for _ in await session.stream_scalars(
-                        select(Author).order_by(Author.id).execution_options(yield_per=5)
-                    ):
-                        total += 1
-                assert total == 20 and streamed.streamed and not log.streamed
-                assert len(log.connections()) == 1 and not log.overlapped()
-                # ids continue after the COPY-loaded rows
-                new = Author(name="n", country="GB", books=[])
-                session.add(new)
-                await session.commit()
-                async with engine.begin() as conn:
-                    await drop_schema(conn, SCHEMA)
-                return log.count, books, new.id
-        finally:
-            await engine.dispose()
-
-    count, books, new_id = asyncio.run(scenario())
-    assert count == 2 and books == 60 and new_id == 21
+                await drop_schema(conn, SCHEMA)
+    finally:
+        await engine.dispose()
+    assert log.count == 2 and books == 60 and new.id == 21
     out = capsys.readouterr().out
     assert "-- [1]" in out and "-- 2 statements" in out
 
@@ -124,21 +120,20 @@ def test_check_prints_one_line_and_never_raises(capsys) -> None:
     assert len(lines) == 4
 
 
-def test_concurrent_statements_are_seen_overlapping(url: str) -> None:
-    async def scenario() -> tuple[int, bool]:
-        engine = engine_for(url)
-        try:
-            async def sleep() -> None:
-                async with engine.connect() as conn:
-                    await conn.execute(text("SELECT pg_sleep(0.1)"))
+@pytest.mark.asyncio
+async def test_concurrent_statements_are_seen_overlapping(url: str) -> None:
+    engine = engine_for(url)
 
-            with capture_sql(engine) as log:
-                await asyncio.gather(sleep(), sleep())
-            return len(log.connections()), log.overlapped()
-        finally:
-            await engine.dispose()
+    async def sleep() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(0.1)"))
 
-    assert asyncio.run(scenario()) == (2, True)
+    try:
+        with capture_sql(engine) as log:
+            await asyncio.gather(sleep(), sleep())
+    finally:
+        await engine.dispose()
+    assert len(log.connections()) == 2 and log.overlapped()
 
 
 def test_timer_and_memory() -> None:

@@ -51,7 +51,7 @@ async def open_connections(url: str) -> int:
         await engine.dispose()
 
 
-def execute(path: Path, env: dict[str, str], url: str) -> None:
+async def execute(path: Path, env: dict[str, str], url: str) -> None:
     leaks: list[str] = []
 
     async def after_pass(n: int) -> None:
@@ -63,7 +63,7 @@ def execute(path: Path, env: dict[str, str], url: str) -> None:
             await asyncio.sleep(0.1)
         leaks.append(f"pass {n + 1}: {count} server connection(s) still open at the end")
 
-    run = asyncio.run(run_notebook(path, env=env, passes=2, after_pass=after_pass))
+    run = await run_notebook(path, env=env, passes=2, after_pass=after_pass)
     assert not leaks, leaks
     problems = stderr_problems(run.nb)
     assert not problems, "stderr output a reader would see:\n" + "\n".join(problems)
@@ -126,20 +126,23 @@ def test_notebooks_found() -> None:
 
 
 @pytest.mark.notebooks
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
+async def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
     """(a) No DATABASE_URL: the notebook finds the embedded server by itself."""
     skip_without_pgbouncer(path)
     url = start_embedded(embedded_pgdata)
-    execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url)
+    await execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url)
 
 
 @pytest.mark.notebooks
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_database_url(path: Path, password_server, reader_snapshot: str) -> None:
+async def test_notebook_database_url(path: Path, password_server,
+                                     reader_snapshot: str) -> None:
     """(b) DATABASE_URL names a password-auth server that holds a reader's tables."""
     skip_without_pgbouncer(path)
-    execute(path, kernel_env(DATABASE_URL=password_server.url), password_server.url)
+    await execute(path, kernel_env(DATABASE_URL=password_server.url), password_server.url)
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot, (
         "the notebook changed tables it did not create"
     )
