@@ -7,7 +7,8 @@ import inspect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import scalar
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 WORDS = ("async", "orm", "postgres")
@@ -20,16 +21,13 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     The expected name comes from this connection's row in ``pg_stat_activity``,
     not from ``current_database()``, the call the exercise asks for.
     """
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(1, answer, (bool, f"{EX1_VALUE}."))
+    if unanswered(1, answer, f"{EX1_VALUE}."):
         return
     try:
-        async with engine.connect() as conn:
-            expected = await conn.scalar(text(
-                "SELECT datname FROM pg_stat_activity WHERE pid = pg_backend_pid()"))
+        expected = await scalar(engine, text(
+            "SELECT datname FROM pg_stat_activity WHERE pid = pg_backend_pid()"))
     except Exception as err:  # the server is gone: say so, with the hint, rather than raise
-        check(1, answer, (lambda _: False, f"asking the server raised {describe(err)}. "
-                                           f"{EX1_VALUE}."))
+        check(1, answer, unavailable("asking the server", err, f"{EX1_VALUE}."))
         return
     unawaited = (": it is a coroutine object, so nothing ran yet. Await the call that returns "
                  "the value." if inspect.iscoroutine(answer) else ".")

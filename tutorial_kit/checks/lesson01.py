@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import inserts, rows
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 EX1_VALUE = "one (data, [data of each B]) tuple per A, A in id order, each A's B's in id order."
@@ -23,15 +24,12 @@ A_WITH_BS = text(
 
 async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     """Exercise 1: every A's data with its B's data, loaded in two statements, the second an IN."""
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(1, answer, (bool, EX1_VALUE))
+    if unanswered(1, answer, EX1_VALUE):
         return
     try:
-        async with engine.connect() as conn:
-            expected = [(data, list(bs)) for data, bs in await conn.execute(A_WITH_BS)]
+        expected = [(data, list(bs)) for data, bs in await rows(engine, A_WITH_BS)]
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
-        check(1, answer, (lambda _: False, f"reading the tables raised {describe(err)}. "
-                                           f"{EX1_VALUE}"))
+        check(1, answer, unavailable("reading the tables", err, EX1_VALUE))
         return
     check(1, answer,
           (lambda v: v == expected, EX1_VALUE),
@@ -44,28 +42,25 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
 
 async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     """Exercise 2: two new A rows with two B rows each, sent as one INSERT per table."""
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(2, answer, (bool, EX2_SHAPE))
+    if unanswered(2, answer, EX2_SHAPE):
         return
     ids = answer if isinstance(answer, list) and all(isinstance(i, int) for i in answer) else []
-    try:
-        async with engine.connect() as conn:   # what the tables hold for the ids given
-            a_data = dict((await conn.execute(
-                text("SELECT id, data FROM a WHERE id = ANY(:ids)"), {"ids": ids})).all())
-            b_count = dict((await conn.execute(
-                text("SELECT a_id, count(*) FROM b WHERE a_id = ANY(:ids) GROUP BY a_id"),
-                {"ids": ids})).all())
+    try:   # what the tables hold for the ids given
+        a_data = dict(await rows(engine, text("SELECT id, data FROM a WHERE id = ANY(:ids)"),
+                                 {"ids": ids}))
+        b_count = dict(await rows(
+            engine, text("SELECT a_id, count(*) FROM b WHERE a_id = ANY(:ids) GROUP BY a_id"),
+            {"ids": ids}))
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
-        check(2, answer, (lambda _: False, f"reading the tables raised {describe(err)}. "
-                                           f"{EX2_SHAPE}"))
+        check(2, answer, unavailable("reading the tables", err, EX2_SHAPE))
         return
-    inserts = [sql.split("(")[0].strip() for sql in log.sql() if sql.startswith("INSERT")]
+    sent = inserts(log)
     check(2, answer,
           (lambda v: len(ids) == 2 and len(v) == 2, EX2_SHAPE),
           (lambda v: [a_data.get(i) for i in v] == ["ex2-x", "ex2-y"],
            "the ids should belong to the A rows with data 'ex2-x' and 'ex2-y', in that order."),
           (lambda v: [b_count.get(i) for i in v] == [2, 2],
            "each of the two A rows should have two B rows in the table."),
-          (lambda v: inserts == ["INSERT INTO a", "INSERT INTO b"],
-           f"the rows are there, but the INSERTs were {inserts}: add the whole graph, "
+          (lambda v: sent == ["INSERT INTO a", "INSERT INTO b"],
+           f"the rows are there, but the INSERTs were {sent}: add the whole graph, "
            "then commit once, so one flush batches each table."))

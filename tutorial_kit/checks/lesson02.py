@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import scalars
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 EX2_VALUE = "a sorted list of the names of review's indexes, the new one included."
@@ -29,15 +30,12 @@ def ex1(answer: object, log: QueryLog) -> None:
 
 async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     """Exercise 2: ``ix_review_rating`` created, committed, and the names read back after it."""
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(2, answer, (bool, EX2_VALUE))
+    if unanswered(2, answer, EX2_VALUE):
         return
-    try:
-        async with engine.connect() as conn:   # the catalog, seen from a new connection
-            live = sorted(await conn.scalars(REVIEW_INDEXES))
+    try:   # the catalog, seen from a new connection
+        live = sorted(await scalars(engine, REVIEW_INDEXES))
     except Exception as err:  # the server is gone: say so, with the hint, rather than raise
-        check(2, answer, (lambda _: False, f"reading the catalog raised {describe(err)}. "
-                                           f"{EX2_VALUE}"))
+        check(2, answer, unavailable("reading the catalog", err, EX2_VALUE))
         return
     sql = log.sql()
     created = next((i for i, s in enumerate(sql) if s.startswith(EX2_CREATE)), None)

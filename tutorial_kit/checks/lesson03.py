@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import inserts, scalar, scalars
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 EX1_SHAPE = "a tuple: the author's id, then a list of the two book ids."
@@ -19,30 +20,27 @@ EX2_ROWS = 500
 
 async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     """Exercise 1: Barbara Liskov and her two books, committed, ids read without a SELECT."""
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(1, answer, (bool, EX1_SHAPE))
+    if unanswered(1, answer, EX1_SHAPE):
         return
     shaped = (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], int)
               and isinstance(answer[1], list))
     author_id = answer[0] if shaped else -1
-    try:
-        async with engine.connect() as conn:   # what the tables hold for the author id given
-            name = await conn.scalar(text("SELECT name FROM author WHERE id = :id"),
-                                     {"id": author_id})
-            books = list(await conn.scalars(
-                text("SELECT id FROM book WHERE author_id = :id ORDER BY id"), {"id": author_id}))
+    try:   # what the tables hold for the author id given
+        name = await scalar(engine, text("SELECT name FROM author WHERE id = :id"),
+                            {"id": author_id})
+        books = await scalars(engine, text("SELECT id FROM book WHERE author_id = :id ORDER BY id"),
+                              {"id": author_id})
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
-        check(1, answer, (lambda _: False, f"reading the tables raised {describe(err)}. "
-                                           f"{EX1_SHAPE}"))
+        check(1, answer, unavailable("reading the tables", err, EX1_SHAPE))
         return
     sql = log.sql()
-    inserts = [s.split("(")[0].strip() for s in sql if s.startswith("INSERT")]
+    sent = inserts(log)
     check(1, answer,
           (lambda v: shaped and len(v[1]) == 2, EX1_SHAPE),
           (lambda v: name == "Barbara Liskov" and sorted(v[1]) == books,
            "the tables should hold that author, named 'Barbara Liskov', with exactly those two "
            "books: was it committed?"),
-          (lambda v: inserts == ["INSERT INTO author", "INSERT INTO book"],
+          (lambda v: sent == ["INSERT INTO author", "INSERT INTO book"],
            "the rows are right, but not sent as one INSERT for the author and one for both "
            "books: add the whole graph, then flush once."),
           (lambda v: not any(s.lstrip().startswith("SELECT") for s in sql),
@@ -52,15 +50,12 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
 
 async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     """Exercise 2: 500 reviews in one ORM bulk INSERT, committed, then counted by a query."""
-    if answer is None:   # check() prints "not yet" with the first hint, running no test
-        check(2, answer, (bool, EX2_VALUE))
+    if unanswered(2, answer, EX2_VALUE):
         return
-    try:
-        async with engine.connect() as conn:   # the table, seen from a new connection
-            in_table = await conn.scalar(text("SELECT count(*) FROM review"))
+    try:   # the table, seen from a new connection
+        in_table = await scalar(engine, text("SELECT count(*) FROM review"))
     except Exception as err:  # the table is gone: say so, with the hint, rather than raise
-        check(2, answer, (lambda _: False, f"counting the table raised {describe(err)}. "
-                                           f"{EX2_VALUE}"))
+        check(2, answer, unavailable("counting the table", err, EX2_VALUE))
         return
     sql = log.sql()
     inserts = [i for i, s in enumerate(sql) if s.startswith("INSERT INTO review")]
