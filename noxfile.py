@@ -24,10 +24,12 @@ from tutorial_harness.devtools import (
     replace_pin,
 )
 
-nox.needs_version = ">=2025.2.9"
+nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "venv"
 # A row that cannot run is a failed row: a machine without python3.13 must not pass quietly.
 nox.options.error_on_missing_interpreters = True
+# Interpreters come from PATH only, never a download (CI reaches the package registries only).
+nox.options.download_python = "never"
 nox.options.sessions = ["notebooks"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
