@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import Rule, check, describe
+from tutorial_kit.checks.evidence import scalar
+from tutorial_kit.exercises import Rule, check, unanswered, unavailable
 from tutorial_kit.models import Author
 from tutorial_kit.seed import Dataset
 from tutorial_kit.sql_capture import QueryLog
@@ -32,22 +33,21 @@ def ex1(answer: Any, log: QueryLog) -> None:
 
 async def ex2(answer: Any, *, new_name: str, engine: AsyncEngine, data: Dataset) -> None:
     """Author 3, renamed and committed by the handler, readable (name, books) once detached."""
-    committed_hint = "the database does not hold the new name: the handler must commit."
-    # The scaffold's None is judged before any rule runs, without touching the database.
-    committed: Rule = (lambda a: False, committed_hint)
-    if answer is not None:
-        try:
-            async with engine.connect() as conn:
-                stored = await conn.scalar(select(Author.name).where(Author.id == 3))
-            committed = (lambda a: stored == new_name, committed_hint)
-        except Exception as err:   # a verdict line, never a traceback
-            committed = (lambda a: False,
-                         f"reading author 3 back to see the commit raised {describe(err)}. "
-                         "The handler must commit; if it does, run this check again.")
+    is_author: Rule = (lambda a: isinstance(a, Author),
+                       "ex2 should be the Author that author_for_api returns.")
+    if unanswered(2, answer, is_author[1]):
+        return
+    committed: Rule
+    try:
+        stored = await scalar(engine, select(Author.name).where(Author.id == 3))
+        committed = (lambda a: stored == new_name,
+                     "the database does not hold the new name: the handler must commit.")
+    except Exception as err:   # a verdict line, never a traceback
+        committed = unavailable("reading author 3 back to see the commit", err,
+                                "The handler must commit; if it does, run this check again.")
     titles = [b["title"] for b in data.books if b["author_id"] == 3]
     check(2, answer,
-          (lambda a: isinstance(a, Author),
-           "ex2 should be the Author that author_for_api returns."),
+          is_author,
           committed,
           (lambda a: inspect(a).detached,
            "return the author from a session that has closed, as a handler does."),

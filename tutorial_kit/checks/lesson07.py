@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import Rule, check, describe
+from tutorial_kit.checks.evidence import rows
+from tutorial_kit.exercises import Rule, check, unanswered, unavailable
 from tutorial_kit.models import Author
 from tutorial_kit.seed import Dataset
 from tutorial_kit.sql_capture import QueryLog
@@ -28,16 +29,15 @@ async def ex1(answer: Any, log: QueryLog, *, engine: AsyncEngine) -> None:
     """Each contributor's ``(name, languages)``, from ORM objects, in at most two statements."""
     value_hint = ("one (name, languages) tuple per contributor, in id order, None for a "
                   "non-translator.")
-    # The scaffold's None is judged before any rule runs, without touching the database.
-    right_value: Rule = (lambda v: False, value_hint)
-    if answer is not None:
-        try:
-            async with engine.connect() as conn:
-                expected = [tuple(row) for row in await conn.execute(CONTRIBUTOR_ROWS)]
-            right_value = (lambda v: list(v) == expected, value_hint)
-        except Exception as err:   # a verdict line, never a traceback
-            right_value = (lambda v: False, f"reading the contributors to compare raised "
-                                            f"{describe(err)}. ex1 should be {value_hint}")
+    if unanswered(1, answer, value_hint):
+        return
+    right_value: Rule
+    try:
+        expected = await rows(engine, CONTRIBUTOR_ROWS)
+        right_value = (lambda v: list(v) == expected, value_hint)
+    except Exception as err:   # a verdict line, never a traceback
+        right_value = unavailable("reading the contributors to compare", err,
+                                  f"ex1 should be {value_hint}")
     # Judged by the statements sent: the ORM selects demo_contributor.kind (the
     # discriminator it reads to pick Contributor or Translator) whenever it builds these
     # objects.

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import scalar
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 #: Plain SQL, so the check does not spell out the ORM query the exercise asks for.
@@ -31,15 +32,12 @@ async def ex1(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
     The expected number is counted with plain SQL after the learner's cell;
     ``log`` must hold a ``SELECT … FROM b`` sent through ``engine``.
     """
-    if answer is None:
-        check(1, answer, (lambda v: False, EX1_HINT))
+    if unanswered(1, answer, EX1_HINT):
         return
-    try:
-        async with engine.connect() as conn:   # the expected answer, read after their cell
-            rows = await conn.scalar(COUNT_B)
+    try:   # the expected answer, read after their cell
+        rows = await scalar(engine, COUNT_B)
     except Exception as err:
-        check(1, answer, (lambda v: False, f"counting the table raised {describe(err)}. "
-                                           f"{EX1_HINT}"))
+        check(1, answer, unavailable("counting the table", err, EX1_HINT))
         return
     check(1, answer,
           (lambda v: v == rows, f"the table has {rows} rows; ex1 should be that number."),
@@ -85,7 +83,7 @@ async def ex2(answer: Any, *, run_as_script: Callable[[str], Awaitable[str]]) ->
     try:
         output = await run_as_script(COUNTER + answer)
     except Exception as err:
-        check(2, answer, (lambda v: False, f"running it raised {describe(err)}. {EX2_HINT}"))
+        check(2, answer, unavailable("running it", err, EX2_HINT))
         return
     if output:
         print(output)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.exercises import check, unavailable
 from tutorial_kit.proc import Completed
 
 RunExercise = Callable[[int, dict[str, str]], Awaitable[Completed]]
@@ -70,8 +70,7 @@ async def ex1(answer: Any, *, run_exercise: RunExercise,
         finally:
             left_rows = await restore_books()   # however the run ended, the seed is back
     except Exception as err:
-        check(1, answer, (lambda v: False, f"running the tests raised {describe(err)}. "
-                                           f"{EX1_RUN_HINT}"))
+        check(1, answer, unavailable("running the tests", err, EX1_RUN_HINT))
         return
     check(1, answer,
           (lambda v: run.returncode == 0,
@@ -98,8 +97,7 @@ async def ex2(answer: Any, *, run_exercise: RunExercise, engine_fixture: str) ->
         run = await run_exercise(2, {"pytest.ini": answer, "conftest.py": conftest,
                                      "test_loops.py": EX2_TESTS})
     except Exception as err:
-        check(2, answer, (lambda v: False, f"running the tests raised {describe(err)}. "
-                                           f"{EX2_RUN_HINT}"))
+        check(2, answer, unavailable("running the tests", err, EX2_RUN_HINT))
         return
     check(2, answer,
           (lambda v: run.returncode == 0,

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import (
     close_all_sessions,
 )
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import rows
+from tutorial_kit.exercises import check, describe, unanswered, unavailable
 from tutorial_kit.models import Author, Book
 from tutorial_kit.sql_capture import capture_sql
 
@@ -55,11 +56,10 @@ async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], in_process:
         async with in_process(app, raise_app_exceptions=False) as client:
             with capture_sql(app.state.engine) as log:
                 response = await client.get("/ex1/authors")
-        async with engine.connect() as conn:          # the expected JSON, from the tables
-            author_rows = (await conn.execute(select(Author.id, Author.name)
-                                              .order_by(Author.id))).all()
-            book_rows = (await conn.execute(select(Book.author_id, Book.id, Book.title)
-                                            .order_by(Book.id))).all()
+        # the expected JSON, from the tables
+        author_rows = await rows(engine, select(Author.id, Author.name).order_by(Author.id))
+        book_rows = await rows(engine, select(Book.author_id, Book.id, Book.title)
+                               .order_by(Book.id))
     except Exception as err:
         check(1, answer, (lambda v: False, f"calling the endpoint raised {describe(err)}: "
                                            f"{EX1_HINT}"))
@@ -91,8 +91,7 @@ async def ex2(answer: Any, *, app: FastAPI, dependency: Callable[..., Any],
     checked out, and leave nothing in the registry, the failed one included.
     The endpoint, the override and the sessions are gone when the check ends.
     """
-    if answer is None:
-        check(2, answer, (lambda v: False, EX2_HINT))
+    if unanswered(2, answer, EX2_HINT):
         return
     made: list[AsyncSession] = []          # every session the app's registry made
     checked_out: list[int] = []            # connections checked out after each request
@@ -134,8 +133,7 @@ async def ex2(answer: Any, *, app: FastAPI, dependency: Callable[..., Any],
                 got = list(sessions)
                 await close_all_sessions()    # whatever the answer left open
     except Exception as err:
-        check(2, answer, (lambda v: False, f"running the app raised {describe(err)}. "
-                                           f"{EX2_HINT}"))
+        check(2, answer, unavailable("running the app", err, EX2_HINT))
         return
     finally:
         app.dependency_overrides.clear()

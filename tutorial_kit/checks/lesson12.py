@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.checks.evidence import rows, scalar
+from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 VERSION = text("SELECT version_num FROM alembic_version")
@@ -33,22 +34,18 @@ async def ex1(answer: Any, *, engine: AsyncEngine, migrations: Path) -> None:
     """
     shape = (lambda v: isinstance(v, list) and "in_print" in v and "isbn" in v,
              "the book table should end with both isbn and in_print.")
-    if answer is None:
-        check(1, answer, shape)
+    if unanswered(1, answer, shape[1]):
         return
     try:
         revision = next((migrations / "versions").glob("0003_*.py"), None)
         source = revision.read_text() if revision else ""
-        async with engine.connect() as conn:
-            version = await conn.scalar(VERSION)
-            in_print = (await conn.execute(IN_PRINT)).first()
+        version = await scalar(engine, VERSION)
+        found = next(iter(await rows(engine, IN_PRINT)), None)   # (type, nullable, default)
     except Exception as err:  # a missing alembic_version, a server gone: a hint, not a traceback
         check(1, answer, shape,
-              (lambda v: False,
-               f"reading alembic_version and book's columns raised {describe(err)}. The "
-               "database must be upgraded through a revision with id 0003."))
+              unavailable("reading alembic_version and book's columns", err,
+                          "The database must be upgraded through a revision with id 0003."))
         return
-    found = tuple(in_print) if in_print is not None else None
     check(1, answer, shape,
           (lambda v: version == "0003",
            f"alembic_version says {version!r}: the database must be upgraded through a "
@@ -78,17 +75,14 @@ async def ex2(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
              "the text should also move alembic_version back to 0001: the whole downgrade.")
     offline = (f"your code sent {log.count} statement(s) to the server: offline mode "
                "renders the SQL without connecting.")
-    if answer is None:
-        check(2, answer, shape)
+    if unanswered(2, answer, shape[1]):
         return
     try:
-        async with engine.connect() as conn:
-            version = await conn.scalar(VERSION)
+        version = await scalar(engine, VERSION)
     except Exception as err:  # alembic_version dropped, the server gone: a hint, not a traceback
         check(2, answer, shape, whole,
-              (lambda v: False,
-               f"reading alembic_version raised {describe(err)}. The database should still "
-               "be at 0001: offline mode renders the SQL without touching it."))
+              unavailable("reading alembic_version", err, "The database should still be at "
+                          "0001: offline mode renders the SQL without touching it."))
         return
     check(2, answer, shape, whole,
           (lambda v: log.count == 0 and version == "0001", offline))

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check, describe
+from tutorial_kit.exercises import check, describe, unanswered
 
 #: ``statement_timeout`` as ``pg_settings`` shows it once ``SET`` to 1500ms in the session.
 TIMEOUT_SET = ("1500", "session")
@@ -52,8 +52,7 @@ async def ex1(answer: Any, *, engine: AsyncEngine, seen: list[tuple[Any, ...]] |
     """
     same = (lambda e: e is engine,
             "Set ex1 to ex1_engine, after registering the listener on it.")
-    if answer is None:
-        check(1, answer, same)
+    if unanswered(1, answer, same[1]):
         return
     probe: Probe | None = None
     failure = ""
