@@ -25,10 +25,11 @@ import nbformat
 import pytest
 import yaml
 
+from tutorial_harness import REPO
 from tutorial_harness.book import OUT, SOURCE, repository
 from tutorial_harness.browser import chromium
 from tutorial_harness.lessons import Lesson, lessons
-from tutorial_harness.runner import REPO, kernel_env
+from tutorial_harness.runner import kernel_env
 from tutorial_kit.database import start_embedded
 from tutorial_kit.net import LOOPBACK, free_port
 

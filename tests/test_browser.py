@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from tutorial_harness import REPO
 from tutorial_harness.browser import chromium, require_chromium, server_process
 from tutorial_harness.runner import kernel_env, notebook_paths
 from tutorial_kit.database import start_embedded
 from tutorial_kit.exercises import VERDICT
 from tutorial_kit.net import free_port
 
-REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "build" / "screenshots"
 NOTEBOOKS = notebook_paths()
 

@@ -17,6 +17,7 @@ import asyncpg
 import nbformat
 import pytest
 
+from tutorial_harness import REPO
 from tutorial_harness.pg_server import READER_SNAPSHOT_SQL, PasswordServer
 from tutorial_harness.runner import (
     NotebookRun,
@@ -27,7 +28,6 @@ from tutorial_harness.runner import (
 )
 from tutorial_kit.schema import MARKER, Learner, learner_schema, marker_comment
 
-REPO = Path(__file__).resolve().parent.parent
 LESSONS = [p for p in notebook_paths() if int(p.name[:2]) >= 2]
 
 

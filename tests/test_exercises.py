@@ -28,9 +28,10 @@ import nbformat
 import pytest
 import yaml
 
+from tutorial_harness import REPO
 from tutorial_harness.builds import build
 from tutorial_harness.pytest_plugin import skip_without_pgbouncer
-from tutorial_harness.runner import REPO, kernel_env, notebook_paths, run_notebook
+from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
 from tutorial_kit.database import start_embedded
 from tutorial_kit.exercises import exercises, printed_verdicts, solution_code
 

@@ -34,12 +34,12 @@ import pytest
 import yaml
 from test_browser import KERNEL_STATE_JS, REPORT_JS, RUN_STATE_JS, VISIBLE_CELL
 
+from tutorial_harness import REPO
 from tutorial_harness.browser import REQUIRED, chromium, require_chromium, server_process
 from tutorial_harness.pg_server import READER_SNAPSHOT_SQL
 from tutorial_harness.runner import kernel_env
 from tutorial_kit.net import free_port
 
-REPO = Path(__file__).resolve().parent.parent
 HUB_DIR = REPO / "classroom" / "jupyterhub"
 PROXY = HUB_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 JUPYTERHUB = Path(sys.executable).parent / "jupyterhub"  # from requirements-dev.txt

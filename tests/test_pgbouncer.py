@@ -20,11 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tutorial_harness import REPO
 from tutorial_kit import pgbouncer
 from tutorial_kit.database import one_off_connection, start_embedded
 from tutorial_kit.net import port_in_use
 
-REPO = Path(__file__).resolve().parent.parent
 BINARY = pgbouncer.find_pgbouncer()
 needs_binary = pytest.mark.skipif(BINARY is None and not pgbouncer.required(),
                                   reason="no pgbouncer binary (set TUTORIAL_PGBOUNCER=required "

@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tutorial_harness import REPO
+
 #: The nbstripout next to the interpreter running the tests, and no venv refresh first
 #: (make strip only needs nbstripout present: its dev stamp is an order-only prerequisite).
 MAKE_STRIP = ["make", "--no-print-directory", "-s", "-C", str(REPO), "-o", ".venv/.installed-dev",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 import socket
 import string
-from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tutorial_harness import REPO
 from tutorial_kit.setup_problems import (
     CATALOGUE,
     CONNECTION_PROBLEMS,
@@ -19,7 +19,6 @@ from tutorial_kit.setup_problems import (
     explain,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 LOCAL = "postgresql+asyncpg://learner:pw@localhost:5432/app"
 REMOTE = "postgresql+asyncpg://learner:pw@db.example.com:5432/app"
 NO_PASSWORD = LOCAL.replace(":pw@", "@")

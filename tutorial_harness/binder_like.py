@@ -38,6 +38,7 @@ from pathlib import Path
 
 import psutil
 
+from tutorial_harness import REPO
 from tutorial_harness.devtools import (
     environment_yml_lists,
     python_candidates,
@@ -46,7 +47,6 @@ from tutorial_harness.devtools import (
 )
 from tutorial_kit.accounts import ensure_user as ensure_account
 
-REPO = Path(__file__).resolve().parent.parent
 USER = "jovyan"
 #: Binder's jovyan has uid 1000; used when that uid is free.
 JOVYAN_UID = 1000

@@ -29,7 +29,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from tutorial_harness.runner import REPO, notebook_paths, run_notebook
+from tutorial_harness import REPO
+from tutorial_harness.runner import notebook_paths, run_notebook
 
 BOOK = REPO / "book"
 SOURCE = REPO / "build" / "book-src"

@@ -25,7 +25,8 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import TagRemovePreprocessor
 
-from tutorial_harness.runner import REPO, notebook_paths
+from tutorial_harness import REPO
+from tutorial_harness.runner import notebook_paths
 from tutorial_kit.exercises import exercises, solution_code
 
 #: Drops every cell tagged ``solution``; nothing else is touched.

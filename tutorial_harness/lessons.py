@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tutorial_harness import REPO
+
 TOC = REPO / "book" / "_toc.yml"
 # A chapter of the table of contents, as Jupyter Book writes it: no suffix.
 CHAPTER = re.compile(r"^notebooks/(?P<number>\d\d)_[a-z0-9_]+$")

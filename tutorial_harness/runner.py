@@ -21,8 +21,6 @@ from nbclient import NotebookClient
 
 from tutorial_harness.lessons import lessons
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def kernel_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TUTORIAL_PGDATA")}
