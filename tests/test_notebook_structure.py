@@ -40,10 +40,6 @@ def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def tagged(nb: nbformat.NotebookNode, tag: str) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", [])]
-
-
 def test_registry_lists_every_notebook_in_order() -> None:
     """book/_toc.yml lists exactly the notebooks in notebooks/, numbered 00, 01, … in order.
 

@@ -86,7 +86,9 @@ def python_candidates(version: str) -> list[str]:
     """Interpreters that may be Python ``version``, in the order they are tried."""
     found: list[str] = []
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        found.append(getattr(sys, "_base_executable", sys.executable))
+        # The interpreter this venv was made from (sys.base_prefix is public; a venv's own
+        # python would carry the venv's packages into the new one).
+        found.append(str(Path(sys.base_prefix) / "bin" / f"python{version}"))
     on_path = shutil.which(f"python{version}")
     if on_path:
         found.append(on_path)
