@@ -64,7 +64,8 @@ lab-settings: ## install lab-settings/overrides.json as JupyterLab defaults in .
 # notebooks 00-02 on the embedded server. make test stays the full suite CI runs.
 CHECK_TESTS ?= tests/test_database.py tests/test_errors.py tests/test_strip.py \
 	tests/test_troubleshooting.py tests/test_devtools.py tests/test_helpers.py \
-	tests/test_repo_files.py tests/test_notebook_structure.py tests/test_claims_files.py
+	tests/test_repo_files.py tests/test_notebook_structure.py tests/test_claims_files.py \
+	tests/test_architecture.py
 CHECK_NOTEBOOKS ?= 00_ or 01_ or 02_
 check: dev ## the fast loop (<= 60 s): ruff, unit tests, notebooks 00-02 on the embedded server
 	$(BIN)/ruff check .
