@@ -31,6 +31,7 @@ from tutorial_harness.browser import chromium
 from tutorial_harness.lessons import Lesson, lessons
 from tutorial_harness.runner import kernel_env
 from tutorial_kit.database import start_embedded
+from tutorial_kit.exercises import exercises
 from tutorial_kit.net import LOOPBACK, free_port
 
 CONFIG = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
@@ -130,9 +131,8 @@ def test_page(lesson: Lesson, site: str, browser) -> None:
         assert report["outputs"] > 0, "no executed output on the page"
         assert not report["brokenImages"], f"images that did not load: {report['brokenImages']}"
         assert not report["openDetails"], f"open by default: {report['openDetails']}"
-        exercises = sum("exercise" in c.metadata.get("tags", [])
-                        for c in nbformat.read(lesson.path, as_version=4).cells)
-        assert report["solutions"] == exercises, "every exercise has one collapsed solution"
+        count = len(exercises(nbformat.read(lesson.path, as_version=4).cells))
+        assert report["solutions"] == count, "every exercise has one collapsed solution"
         assert report["launch"] == [launch_url(lesson)], f"Binder button: {report['launch']}"
         assert report["repository"] == [repository()["url"]], (
             f"GitHub button: {report['repository']}")

@@ -31,7 +31,7 @@ from tutorial_harness import REPO
 from tutorial_harness.browser import chromium, require_chromium, server_process
 from tutorial_harness.runner import kernel_env, notebook_paths
 from tutorial_kit.database import start_embedded
-from tutorial_kit.exercises import VERDICT
+from tutorial_kit.exercises import CHECK, NOT_YET_SAID, VERDICT
 from tutorial_kit.net import free_port
 
 SHOTS = REPO / "build" / "screenshots"
@@ -71,7 +71,7 @@ REPORT_JS = """() => {
       const o = c.outputs.get(j).toJSON();
       if (o.output_type === 'error') out.errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
     }
-    if ((c.getMetadata('tags') || []).includes('check')) {
+    if ((c.getMetadata('tags') || []).includes(CHECK_TAG)) {
       let text = '';
       for (let j = 0; j < c.outputs.length; j++) {
         const o = c.outputs.get(j).toJSON();
@@ -81,7 +81,7 @@ REPORT_JS = """() => {
     }
   }
   return out;
-}"""
+}""".replace("CHECK_TAG", json.dumps(CHECK))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_run_all_in_jupyterlab(path: Path, lab: str, browser) -> None:
         assert not report["unexecuted"], f"cells left unexecuted: {report['unexecuted']}"
         verdicts = [VERDICT.search(text) for text in report["checks"]]
         answered = [text for text, v in zip(report["checks"], verdicts, strict=True)
-                    if v is None or v.group(3) != "not yet"]
+                    if v is None or v.group(3) != NOT_YET_SAID]
         assert not answered, f"checks that did not print 'not yet': {answered}"
         dialogs = page.locator(".jp-Dialog").count()
         assert dialogs == 0, json.dumps(page.locator(".jp-Dialog").all_inner_texts())

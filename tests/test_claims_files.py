@@ -21,8 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLAIMS = Path(__file__).resolve().parent / "claims"
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from tutorial_harness import REPO
+from tutorial_harness.lessons import lessons
+
+CLAIMS = REPO / "tests" / "claims"
+NOTEBOOKS = REPO / "notebooks"
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # PostgreSQL and PgBouncer are not Python: a claim about them names their documentation.
@@ -62,6 +65,13 @@ def source_problem(source: str) -> str | None:
     if missing:
         return f"{source!r}: no def/class {', '.join(missing)} in {path}"
     return None
+
+
+def test_every_lesson_has_a_claims_file() -> None:
+    """A lesson's sentences that outputs back are asserted on every run: none is exempt."""
+    missing = [lesson.path.stem for lesson in lessons()
+               if not (CLAIMS / f"{lesson.path.stem}.yml").is_file()]
+    assert not missing, f"write tests/claims/<stem>.yml (tests/claims/README.md) for {missing}"
 
 
 def test_every_claims_file_belongs_to_a_notebook() -> None:

@@ -21,7 +21,6 @@ Each ``code`` replaces the scaffold cell's whole source.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -33,7 +32,16 @@ from tutorial_harness.builds import build
 from tutorial_harness.pytest_plugin import skip_without_pgbouncer
 from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
 from tutorial_kit.database import start_embedded
-from tutorial_kit.exercises import exercises, printed_verdicts, solution_code
+from tutorial_kit.exercises import (
+    CHECK,
+    EXERCISE,
+    SCAFFOLD,
+    SOLUTION,
+    exercises,
+    printed_verdicts,
+    solution_code,
+    tags,
+)
 
 WRONG_DIR = REPO / "tests" / "wrong_answers"
 LESSONS = [p for p in notebook_paths()
@@ -64,7 +72,7 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
     for i, cell in enumerate(nb.cells):
         ex = by_scaffold.get(i)
         if ex is None:
-            if "check" not in cell.metadata.get("tags", []):
+            if CHECK not in tags(cell):
                 cells.append(cell)
             continue
         check = nb.cells[ex.check]
@@ -141,29 +149,15 @@ def test_student_copies_contain_no_solution_text(tmp_path: Path) -> None:
             assert not leaked, f"{path.name} exercise {ex.number} leaks: {leaked}"
         assert "<details>" not in visible.split("## Exercises", 1)[-1], \
             f"{path.name}: a collapsed block survived in the student copy"
-        for tag in ("exercise", "scaffold", "check"):
-            assert sum(tag in c.metadata.get("tags", []) for c in copy.cells) == \
-                sum(tag in c.metadata.get("tags", []) for c in original.cells)
+        for tag in (EXERCISE, SCAFFOLD, CHECK):
+            assert sum(tag in tags(c) for c in copy.cells) == \
+                sum(tag in tags(c) for c in original.cells)
 
 
 def _elsewhere(nb: nbformat.NotebookNode, solution: int, line: str) -> bool:
     """True if ``line`` also appears in a non-solution cell (a line the lesson teaches)."""
     return any(line in c.source for i, c in enumerate(nb.cells)
-               if i != solution and "solution" not in c.metadata.get("tags", []))
-
-
-def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
-    """docs/instructor-guide.md's per-notebook table: `Ex N: M` for each exercise N."""
-    guide = (REPO / "docs" / "instructor-guide.md").read_text()
-    for path in LESSONS:
-        row = next((ln for ln in guide.splitlines()
-                    if ln.startswith("| [") and f"notebooks/{path.name})" in ln), None)
-        assert row is not None, f"no row for {path.name} in the instructor guide"
-        cell = row.rstrip(" |").rsplit("|", 1)[-1]
-        given = {int(n): int(m) for n, m in re.findall(r"Ex (\d+): (\d+)", cell)}
-        numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4).cells)]
-        assert sorted(given) == numbers, f"{path.name}: minutes for {sorted(given)}, " \
-                                         f"exercises {numbers} (write 'Ex 1: 5 · Ex 2: 8')"
+               if i != solution and SOLUTION not in tags(c))
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)

@@ -9,6 +9,7 @@ the registered lessons, in order.
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorial_harness.lessons import REPO, lessons
+from tutorial_harness import REPO
+from tutorial_harness.lessons import lessons
 from tutorial_harness.runner import notebook_paths
-from tutorial_kit.exercises import CHECK_CALL, exercises, solution_code
+from tutorial_kit.exercises import CHECK_CALL, VERDICT, exercises, line, solution_code
 
 LESSONS = lessons()
 NOTEBOOKS = notebook_paths()
@@ -111,12 +113,15 @@ def test_template_sections(path: Path) -> None:
     order = [text.index(h) for h in ("## Overview", "## Prerequisites", "## Imports",
                                      "## Summary", "## What's next", "## Resources")]
     assert order == sorted(order), "template sections are out of order"
-    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
-    if exercises:
-        before = "\n".join(c.source for c in nb.cells[:exercises[0] + 1]
+    found = exercises(nb.cells)
+    if found:
+        before = "\n".join(c.source for c in nb.cells[:found[0].prompt + 1]
                            if c.cell_type == "markdown")
         assert re.search(r"^## Exercises\s*$", before, re.M), (
             "the exercises need their '## Exercises' section before the first one")
+
+
+LAST_LESSON = "This is the last lesson."
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -126,6 +131,11 @@ def test_whats_next_links_forward(path: Path) -> None:
     later = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
     if later:
         assert later[0].name in nxt, f"'What's next' should link to {later[0].name}"
+        assert LAST_LESSON not in nxt, (
+            f"{path.name} says {LAST_LESSON!r}, but {later[0].name} follows it: "
+            "say where to go next instead")
+    else:
+        assert LAST_LESSON in nxt, f"the last lesson's 'What's next' says {LAST_LESSON!r}"
     for target in re.findall(r"\]\(([0-9]{2}_[^)#]+\.ipynb)", text):
         assert (path.parent / target).exists(), f"link to missing notebook {target}"
 
@@ -258,6 +268,7 @@ def test_outline_gives_each_lesson_its_own_minutes() -> None:
     """00's outline gives each lesson the minutes of that notebook's 'Time to learn'."""
     name, heading = OUTLINES["00's outline"]
     rows = table_rows(section(document_text(REPO / name), heading))
+    assert len(rows) == len(LESSONS), "00's outline: one row per lesson (see the test above)"
     for lesson, cells in zip(LESSONS, rows, strict=True):
         minutes = MINUTES.match(cells[-1])
         assert minutes, f"00's outline: {lesson.path.name}'s last cell should be 'N min'"
@@ -288,3 +299,48 @@ def test_section_links_name_real_headings() -> None:
               for target, raw in SECTION_LINK.findall(markdown(load(p)))
               if (section := " ".join(raw.split())) not in found.get(target, set())]
     assert not broken, "links to sections that do not exist:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_checks_module_judges_every_exercise(path: Path) -> None:
+    """tutorial_kit/checks/lessonNN.py defines exK for each exercise K, and nothing more."""
+    numbers = [ex.number for ex in exercises(load(path).cells)]
+    name = f"tutorial_kit.checks.lesson{path.name[:2]}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError:
+        pytest.fail(f"{path.name} has exercises {numbers}: write {name.replace('.', '/')}.py "
+                    "(CONTRIBUTING.md, *Writing a check*)")
+    defined = sorted(int(n[2:]) for n in vars(module) if re.fullmatch(r"ex\d+", n))
+    assert defined == numbers, f"{name} defines ex{defined}, the lesson has exercises {numbers}"
+
+
+def test_instructor_guide_gives_every_exercise_its_minutes() -> None:
+    """docs/instructor-guide.md's per-notebook table: `Ex N: M` for each exercise N."""
+    guide = (REPO / "docs" / "instructor-guide.md").read_text()
+    for path in NOTEBOOKS:
+        row = next((ln for ln in guide.splitlines()
+                    if ln.startswith("| [") and f"notebooks/{path.name})" in ln), None)
+        assert row is not None, f"no row for {path.name} in the instructor guide"
+        cell = row.rstrip(" |").rsplit("|", 1)[-1]
+        given = {int(n): int(m) for n, m in re.findall(r"Ex (\d+): (\d+)", cell)}
+        numbers = [ex.number for ex in exercises(load(path).cells)]
+        assert sorted(given) == numbers, f"{path.name}: minutes for {sorted(given)}, " \
+                                         f"exercises {numbers} (write 'Ex 1: 5 · Ex 2: 8')"
+
+
+# A verdict line quoted in prose: "✓ Exercise 1: correct", "✗ Exercise 2: not yet — …".
+QUOTED_VERDICT = re.compile(r"[✓✗] Exercise \S+?[^`\n]*")
+
+
+def test_quoted_verdicts_are_what_a_check_prints() -> None:
+    """Docs and lesson 00 quote the verdict line: each quote is one a check would print."""
+    texts = {p.relative_to(REPO): p.read_text() for p in
+             [REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").glob("*.md")]}
+    texts.update({p.relative_to(REPO): markdown(load(p)) for p in NOTEBOOKS})
+    examples = {line(1), line(1, "hint")}
+    assert all(VERDICT.fullmatch(e) for e in examples)
+    wrong = [f"{name}: {quote!r}" for name, text in texts.items()
+             for quote in QUOTED_VERDICT.findall(text)
+             if not VERDICT.match(quote.replace("N", "1").replace("K", "1"))]
+    assert not wrong, f"quotes that no check prints (tutorial_kit.exercises.line): {wrong}"

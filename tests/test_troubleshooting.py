@@ -44,6 +44,8 @@ FAILURES: dict[str, tuple[BaseException, str]] = {
 
 
 def failure(key: str, what: str = "DATABASE_URL") -> ConnectFailure:
+    if key not in FAILURES:
+        pytest.fail(f"{key} is a connection problem: add a sample failure to FAILURES")
     error, url = FAILURES[key]
     return ConnectFailure.of(error, what, url, timeout=5.0)
 
@@ -104,4 +106,9 @@ def readme_rows() -> list[tuple[str, str]]:
 
 
 def test_readme_lists_exactly_the_catalogue() -> None:
-    assert readme_rows() == [(p.title, p.key) for p in CATALOGUE]
+    rows, entries = readme_rows(), [(p.title, p.key) for p in CATALOGUE]
+    missing = [f'| "{title}" (`{key}`) | … |' for title, key in entries if (title, key) not in rows]
+    assert not missing, "README's Troubleshooting table needs these rows:\n" + "\n".join(missing)
+    extra = [key for title, key in rows if (title, key) not in entries]
+    assert not extra, f"README's Troubleshooting rows for entries the catalogue lacks: {extra}"
+    assert rows == entries, "README's Troubleshooting rows are not in the catalogue's order"

@@ -27,10 +27,10 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 
 from tutorial_harness import REPO
 from tutorial_harness.runner import notebook_paths
-from tutorial_kit.exercises import exercises, solution_code
+from tutorial_kit.exercises import SOLUTION, exercises, solution_code
 
 #: Drops every cell tagged ``solution``; nothing else is touched.
-WITHOUT_SOLUTIONS = TagRemovePreprocessor(remove_cell_tags={"solution"})
+WITHOUT_SOLUTIONS = TagRemovePreprocessor(remove_cell_tags={SOLUTION})
 
 
 def without_solutions(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:

@@ -27,12 +27,15 @@ Rule = tuple[Callable[[Any], object], str]
 
 PASS = "✓"
 NOT_YET = "✗"
+CORRECT, NOT_YET_SAID = "correct", "not yet"
 #: One printed verdict: its mark, the exercise number, and "correct" or "not yet".
-VERDICT = re.compile(rf"^([{PASS}{NOT_YET}]) Exercise (\d+): (correct|not yet)\b.*$", re.M)
+VERDICT = re.compile(
+    rf"^([{PASS}{NOT_YET}]) Exercise (\d+): ({CORRECT}|{NOT_YET_SAID})\b.*$", re.M)
 
+#: The four cells' tags, in order.
+EXERCISE, SCAFFOLD, SOLUTION, CHECK = "exercise", "scaffold", "solution", "check"
 #: The four cells of an exercise, in order, with the cell type each must have.
-LAYOUT = (("exercise", "markdown"), ("scaffold", "code"), ("solution", "markdown"),
-          ("check", "code"))
+LAYOUT = ((EXERCISE, "markdown"), (SCAFFOLD, "code"), (SOLUTION, "markdown"), (CHECK, "code"))
 TITLE = re.compile(r"^###\s+Exercise\s+(\d+)\b", re.M)
 SOLUTION_OPEN = "<details><summary>Solution</summary>"
 SOLUTION_CLOSE = "</details>"
@@ -50,22 +53,29 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {message[:120]}"
 
 
+def line(number: int, hint: str | None = None) -> str:
+    """The verdict line: ``✓ Exercise N: correct``, or ``✗ Exercise N: not yet — hint``."""
+    if hint is None:
+        return f"{PASS} Exercise {number}: {CORRECT}"
+    return f"{NOT_YET} Exercise {number}: {NOT_YET_SAID} — {hint}"
+
+
 def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
     """The check's result and the one line it prints (``check`` without printing)."""
     if not rules:
         raise ValueError("check() needs at least one (test, hint) rule")
     if answer is None:
-        hint = f"the scaffold still sets ex{number} to None. {rules[0][1]}"
-        return False, f"{NOT_YET} Exercise {number}: not yet — {hint}"
+        return False, line(number, f"the scaffold still sets ex{number} to None. {rules[0][1]}")
     for test, hint in rules:
         try:
-            ok = test(answer)
+            # bool() inside the try: an answer whose truth value raises (a NumPy array
+            # compared with ==) deserves the hint too.
+            ok = bool(test(answer))
         except Exception as err:  # a wrongly shaped answer deserves the hint, not a traceback
-            detail = f"checking it raised {describe(err)}. "
-            return False, f"{NOT_YET} Exercise {number}: not yet — {detail}{hint}"
+            return False, line(number, f"checking it raised {describe(err)}. {hint}")
         if not ok:
-            return False, f"{NOT_YET} Exercise {number}: not yet — {hint}"
-    return True, f"{PASS} Exercise {number}: correct"
+            return False, line(number, hint)
+    return True, line(number)
 
 
 def unanswered(number: int, answer: Any, hint: str) -> bool:
@@ -122,7 +132,7 @@ def exercises(cells: Sequence[Cell]) -> list[Exercise]:
     """Every exercise in a notebook's ``cells``; ``ValueError`` on a broken layout."""
     found = []
     for i, cell in enumerate(cells):
-        if LAYOUT[0][0] not in tags(cell):
+        if EXERCISE not in tags(cell):
             continue
         title = TITLE.search(source(cell))
         if title is None:
@@ -151,7 +161,7 @@ def printed_verdicts(cells: Sequence[Cell]) -> list[tuple[int, str, str]]:
     """
     found = []
     for i, cell in enumerate(cells):
-        if "check" not in tags(cell):
+        if CHECK not in tags(cell):
             continue
         text = "".join(o.get("text", "") for o in cell.get("outputs", [])
                        if o.get("output_type") == "stream")
@@ -160,6 +170,6 @@ def printed_verdicts(cells: Sequence[Cell]) -> list[tuple[int, str, str]]:
             found.append((i, text.strip()[:200], "missing"))
             continue
         mark, _number, said = lines[0]
-        line = next(ln for ln in text.splitlines() if ln.startswith(mark))
-        found.append((i, line, said))
+        printed = next(ln for ln in text.splitlines() if ln.startswith(mark))
+        found.append((i, printed, said))
     return found
