@@ -2,21 +2,29 @@
 
 1. **Committed notebooks** (what a learner opens): Run All prints "not yet"
    for every check. That is asserted in ``test_notebooks.execute``, on every run.
-2. **Wrong answers**: in one kernel per notebook, each exercise's check is run
-   after the untouched scaffold, after every plausible wrong answer listed in
-   ``tests/wrong_answers/NN_name.yml``, and after the solution. Only the
-   solution may get ✓.
+2. **Wrong and valid answers**: in one kernel per notebook, each exercise's
+   check is run after the untouched scaffold, after every plausible wrong answer
+   listed in ``tests/wrong_answers/NN_name.yml`` ("not yet"), after every other
+   valid route in ``tests/valid_answers/NN_name.yml`` ("correct"), and after the
+   solution ("correct").
 3. **Builds**: ``make instructor`` copies pass every check top to bottom;
    ``make student`` copies contain no line of any solution.
 
-A wrong-answers file maps each exercise number to a list of answers::
+Both files map each exercise number to a list of answers::
 
     1:
       - why: joinedload where the prompt asks for selectinload
         code: |
           ex1 = ...
+      - why: forgets an await, so the cell itself raises
+        raises: true
+        code: |
+          ...
 
-Each ``code`` replaces the scaffold cell's whole source.
+Each ``code`` replaces the scaffold cell's whole source, run after ``exN = None``
+(so no earlier try's answer is judged). An answer marked ``raises: true`` raises
+in its own cell, as it would for a learner; the check after it must still print
+its one line.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
 from tutorial_kit.database import start_embedded
 from tutorial_kit.exercises import (
     CHECK,
+    CORRECT,
     EXERCISE,
+    NOT_YET_SAID,
     SCAFFOLD,
     SOLUTION,
     exercises,
@@ -44,16 +54,30 @@ from tutorial_kit.exercises import (
 )
 
 WRONG_DIR = REPO / "tests" / "wrong_answers"
+VALID_DIR = REPO / "tests" / "valid_answers"
 LESSONS = [p for p in notebook_paths()
            if exercises(nbformat.read(p, as_version=4).cells)]
 IDS = [p.stem for p in LESSONS]
 
 
-def wrong_answers(path: Path) -> dict[int, list[dict[str, str]]]:
-    source = WRONG_DIR / f"{path.stem}.yml"
-    assert source.exists(), f"{source.relative_to(REPO)} lists no wrong answers"
+Answers = dict[int, list[dict[str, object]]]
+
+
+def answers(folder: Path, path: Path, *, required: bool) -> Answers:
+    source = folder / f"{path.stem}.yml"
+    if not source.exists():
+        assert not required, f"{source.relative_to(REPO)} lists no answers"
+        return {}
     data = yaml.safe_load(source.read_text()) or {}
     return {int(k): v for k, v in data.items()}
+
+
+def attempt(number: int, answer: dict[str, object]) -> nbformat.NotebookNode:
+    """The cell a try runs: ``exN`` reset, then the answer; tagged if it is meant to raise."""
+    cell = nbformat.v4.new_code_cell(f"ex{number} = None\n{answer['code']}")
+    if answer.get("raises"):
+        cell.metadata["tags"] = ["raises-exception"]   # nbclient runs on past it
+    return cell
 
 
 def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, str]]]:
@@ -63,7 +87,8 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
     verdict it must print and what was tried.
     """
     nb = nbformat.read(path, as_version=4)
-    wrong = wrong_answers(path)
+    wrong = answers(WRONG_DIR, path, required=True)
+    valid = answers(VALID_DIR, path, required=False)
     by_scaffold = {ex.scaffold: ex for ex in exercises(nb.cells)}
     numbers = sorted(ex.number for ex in by_scaffold.values())
     assert sorted(wrong) == numbers, f"wrong answers for exercises {sorted(wrong)}, " \
@@ -76,12 +101,13 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
                 cells.append(cell)
             continue
         check = nb.cells[ex.check]
-        tries = [("not yet", "the untouched scaffold", cell.source)]
+        tries = [(NOT_YET_SAID, "the untouched scaffold", {"code": cell.source})]
         assert wrong[ex.number], f"exercise {ex.number}: list at least one wrong answer"
-        tries += [("not yet", f"wrong answer: {w['why']}", w["code"]) for w in wrong[ex.number]]
-        tries.append(("correct", "the solution", solution_code(nb.cells[ex.solution])))
-        for verdict, what, code in tries:
-            cells.append(nbformat.v4.new_code_cell(code))
+        tries += [(NOT_YET_SAID, f"wrong answer: {w['why']}", w) for w in wrong[ex.number]]
+        tries += [(CORRECT, f"valid answer: {v['why']}", v) for v in valid.get(ex.number, [])]
+        tries.append((CORRECT, "the solution", {"code": solution_code(nb.cells[ex.solution])}))
+        for verdict, what, answer in tries:
+            cells.append(attempt(ex.number, answer))
             cells.append(nbformat.from_dict({**check, "metadata": {**check.metadata}}))
             expected.append((verdict, f"exercise {ex.number}, {what}"))
     nb.cells = cells
@@ -123,7 +149,7 @@ async def test_instructor_copy_passes_every_check(path: Path, instructor_dir: Pa
     run = await run_notebook(copy, env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)))
     verdicts = printed_verdicts(run.nb.cells)
     assert len(verdicts) == len(exercises(nbformat.read(path, as_version=4).cells))
-    failing = [line for _, line, verdict in verdicts if verdict != "correct"]
+    failing = [line for _, line, verdict in verdicts if verdict != CORRECT]
     assert not failing, failing
 
 
