@@ -41,6 +41,7 @@ SOLUTION_OPEN = "<details><summary>Solution</summary>"
 SOLUTION_CLOSE = "</details>"
 #: The check cell: one call into the lesson's check module, nothing else.
 CHECK_CALL = re.compile(r"^(?:await )?checks\.ex(\d+)\(")
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 _FENCE = re.compile(r"```python\n(.*?)```", re.S)
 
 Cell = Mapping[str, Any]   # an nbformat cell (a dict), so this module needs no nbformat
@@ -48,9 +49,13 @@ Cell = Mapping[str, Any]   # an nbformat cell (a dict), so this module needs no 
 
 def describe(err: BaseException) -> str:
     """An error in a verdict line: its type and the start of its message, on one line."""
-    # The first line only: SQLAlchemy appends "[SQL: …]" and a background link after it.
+    # The first line only: SQLAlchemy appends "[SQL: …]" on the next lines, and a
+    # "(Background on this error at: …)" link that says nothing here.
     message = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {message[:120]}"
+    message = _BACKGROUND.sub("", message).strip()
+    if len(message) > 200:   # whole words, and say that it was shortened
+        message = message[:200].rsplit(" ", 1)[0] + " …"
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
 def line(number: int, hint: str | None = None) -> str:
