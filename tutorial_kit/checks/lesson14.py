@@ -1,49 +1,126 @@
 """Checks for 14 · Timeouts and failures.
 
-Both read what the scaffold recorded while the learner's code ran (the statements, the
-time, the outcome of ``query_once``), so neither runs a query.
+Exercise 1 reads what the scaffold recorded while the learner's code ran (the
+statements, the time). Exercise 2 also tries the learner's engine itself: it drops one
+of its pooled connections again, with nothing of the learner's code in between, and
+looks whether a second checkout reuses the first one's connection.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tutorial_kit.exercises import check
+from tutorial_kit.exercises import check, describe, unanswered
 from tutorial_kit.measure import Timing
 from tutorial_kit.sql_capture import QueryLog
+
+PID = text("SELECT pg_backend_pid()")
+TERMINATE = text("SELECT pg_terminate_backend(:pid, 2000)")
 
 
 def ex1(answer: Any, *, seen: list[str], time: Timing, log: QueryLog) -> None:
     """42 from ``SELECT 42`` in the same session, after a time-boxed ``pg_sleep(3)``.
 
     ``seen`` is the SQL that ran through ``ex1_session``, ``time`` the cell's
-    duration and ``log`` every statement sent on the engine.
+    duration and ``log`` every statement sent on the engine. The prompt's
+    requirements, one rule each:
+
+    1. ``ex1`` is 42;
+    2. ``SELECT pg_sleep(3)`` ran in ``ex1_session``;
+    3. the wait was given up on the client after about 0.2 s (the cell took far
+       less than the sleep); any client-side cancellation counts
+       (``asyncio.timeout``, ``timeout_at``, ``wait_for``), all cancel the await;
+    4. ``SELECT 42`` ran in ``ex1_session`` after the sleep, so the session was made
+       usable again (without that, it raises ``PendingRollbackError``);
+    5. no server setting did the work: those two are the only statements sent.
     """
+    sleep = next((i for i, s in enumerate(seen) if "pg_sleep(3)" in s), None)
+    after = [s for s in seen[sleep + 1:] if "42" in s] if sleep is not None else []
+    others = [s for s in log.sql() if "pg_sleep(3)" not in s and "42" not in s]
     check(1, answer,
           (lambda v: v == 42, "ex1 should be the 42 that SELECT 42 returns."),
-          (lambda v: any("pg_sleep(3)" in s for s in seen),
-           "Run SELECT pg_sleep(3) in ex1_session first."),
+          (lambda v: sleep is not None, "Run SELECT pg_sleep(3) in ex1_session first."),
           (lambda v: time.seconds < 1.5,
-           "The cell took as long as the sleep: the timeout should give up after 0.2 s."),
-          (lambda v: log.count == 2,
-           "Exactly two statements should run: use asyncio.timeout, not a server setting."),
-          (lambda v: any("42" in s for s in seen),
-           "SELECT 42 should run in ex1_session itself, after making it usable again."))
+           f"The cell took {time.seconds:.1f} s, as long as the sleep: give up on the client "
+           "after 0.2 s with asyncio.timeout."),
+          (lambda v: bool(after),
+           "SELECT 42 should run in ex1_session itself, after the timed-out pg_sleep(3): "
+           "make the session usable again, then run it there."),
+          (lambda v: not others,
+           f"Your code also sent {others[0][:50] if others else ''!r}: only the two queries "
+           "should run, with the time limit on the client (asyncio.timeout), not a server "
+           "setting."))
 
 
-def ex2(answer: Any, *, report: str | None) -> None:
+async def reuse_and_drop(engine: AsyncEngine) -> tuple[bool, str]:
+    """(two checkouts in a row got the same backend, what a query after its drop met).
+
+    The backend is terminated through a connection of the check's own (``NullPool``,
+    closed at once); only the pid ``engine``'s pool reported is touched. The pool is
+    disposed afterwards, so nothing the probe opened stays behind.
+    """
+    try:
+        async with engine.connect() as conn:
+            first = await conn.scalar(PID)
+        async with engine.connect() as conn:
+            second = await conn.scalar(PID)
+        killer = create_async_engine(engine.url, poolclass=NullPool)
+        try:
+            async with killer.connect() as conn:
+                await conn.execute(TERMINATE, {"pid": second})
+        finally:
+            await killer.dispose()
+        try:
+            async with engine.connect() as conn:
+                await conn.scalar(PID)
+            outcome = "ok"
+        except DBAPIError as err:
+            outcome = describe(err)
+        return first == second, outcome
+    finally:
+        await engine.dispose()
+
+
+async def ex2(answer: Any, *, report: str | None) -> None:
     """A pooled engine whose first query after its connections were dropped succeeds.
 
     ``report`` is what ``query_once`` returned after ``drop_pooled_connections``.
+    The prompt's requirements, one rule each:
+
+    1. ``ex2`` is an ``AsyncEngine``;
+    2. it keeps a pool: not ``NullPool``, and a second checkout reuses the first one's
+       connection (a pool that reconnects at every checkout, through a tiny
+       ``pool_recycle`` or a listener that invalidates, keeps nothing);
+    3. its next query succeeds after the server dropped its pooled connections, in the
+       scaffold's run and in the check's own (a drop with nothing in between).
     """
-    check(2, answer,
-          (lambda e: isinstance(e, AsyncEngine), "ex2 should be an AsyncEngine."),
+    engine_rule = (lambda e: isinstance(e, AsyncEngine), "ex2 should be an AsyncEngine.")
+    if unanswered(2, answer, engine_rule[1]):
+        return
+    reused, outcome = False, "not tried"
+    failure = ""
+    if isinstance(answer, AsyncEngine) and not isinstance(answer.pool, NullPool):
+        try:
+            reused, outcome = await reuse_and_drop(answer)
+        except Exception as err:  # a server gone, a broken engine: a hint, not a traceback
+            failure = f"Trying the engine raised {describe(err)}. "
+    check(2, answer, engine_rule,
           (lambda e: not isinstance(e.pool, NullPool),
            "Keep a pool: with NullPool there is nothing to drop, and every query pays a "
            "connect."),
+          (lambda e: reused,
+           f"{failure}Two checkouts in a row got two different server connections: the pool "
+           "keeps none for reuse (a tiny pool_recycle, or connections invalidated at "
+           "checkin, reconnect every time). Keep the pool's defaults for that."),
           (lambda e: str(report).startswith("ok"),
            "The first query after the drop failed: have the pool test connections at "
-           "checkout."))
+           "checkout."),
+          (lambda e: outcome == "ok",
+           f"After the check dropped a pooled connection, with nothing in between, the next "
+           f"query met {outcome}: have the pool test connections at checkout, rather than "
+           "emptying the pool by hand."))
