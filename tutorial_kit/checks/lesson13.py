@@ -1,60 +1,177 @@
 """Checks for 13 · PgBouncer.
 
-Both read what the scaffold's own code recorded (the outcomes of ``two_transactions``,
-the statement name on the server, a ``capture_sql`` log), so neither runs a query.
+Exercise 1 reads the outcomes of ``two_transactions`` from the scaffold, then checks
+the learner's engine out once itself: the statement name on the server, whether the
+connection is in autocommit, and the name function it was given (read from the
+``do_connect`` event, where the connect arguments pass), which it calls a few times to
+see whether another worker process could make the same names. Exercise 2 reads the
+scaffold's ``capture_sql`` log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.exercises import check
+from tutorial_kit.exercises import check, describe, unanswered
 from tutorial_kit.pgbouncer import PgBouncer
 from tutorial_kit.sql_capture import QueryLog
 
 #: How asyncpg names a statement when nothing else names it: a per-process counter.
 COUNTER_NAME = "__asyncpg_stmt_"
+#: The name of this very query on the server (None when it is unnamed).
+OWN_NAME = text("SELECT name FROM pg_prepared_statements WHERE statement LIKE "
+                "'%pg_prepared_state%' AND prepare_time >= now()")
+#: Characters in which two names in a row must differ: a random part (a uuid has 32),
+#: not a counter, a clock reading or a process id, which another worker repeats.
+RANDOM_PART = 12
 
 
-def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None, many: str | None,
-        name: str | None) -> None:
+async def checked_out(engine: AsyncEngine) -> tuple[Callable[[], Any] | None, Any, bool]:
+    """(the name function the engine connects with, the name of a query on the server,
+    whether the connection is in autocommit), from one new connection, closed after."""
+    cparams: dict[str, Any] = {}
+
+    def connect_args(dialect: Any, record: Any, cargs: Any, params: dict[str, Any]) -> None:
+        cparams.update(params)
+
+    await engine.dispose()   # a new connection, so do_connect fires
+    event.listen(engine.sync_engine, "do_connect", connect_args)
+    try:
+        async with engine.connect() as conn:
+            name = await conn.scalar(OWN_NAME)
+            raw = await conn.get_raw_connection()
+            autocommit = bool(raw.dbapi_connection.autocommit)
+    finally:
+        event.remove(engine.sync_engine, "do_connect", connect_args)
+        await engine.dispose()
+    return cparams.get("prepared_statement_name_func"), name, autocommit
+
+
+def common_start(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share from their start."""
+    pairs = enumerate(zip(a, b, strict=False))
+    return next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+
+
+def differing(names: list[str]) -> int:
+    """The fewest characters in which two names in a row differ (common ends left out)."""
+    fewest = None
+    for a, b in pairwise(names):
+        head = common_start(a, b)
+        tail = common_start(a[head:][::-1], b[head:][::-1])
+        width = max(len(a), len(b)) - head - tail
+        fewest = width if fewest is None else min(fewest, width)
+    return fewest or 0
+
+
+async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
+              many: str | None) -> None:
     """An engine through PgBouncer whose statements are uniquely named and survive pooling.
 
     ``outcome`` and ``many`` are what ``two_transactions`` printed for the
-    ``SELECT`` and the ``executemany()``; ``name`` is the statement name the
-    server saw (``None`` when the statements were unnamed).
+    ``SELECT`` and the ``executemany()``. The prompt's requirements, one rule each:
+
+    1. ``ex1`` is an ``AsyncEngine`` through PgBouncer;
+    2. the scaffold tried it (a cell that raised leaves the outcomes ``None``);
+    3. the ``SELECT`` survives two transactions; 4. so does the ``executemany()``;
+    5. its statements run in transactions (not AUTOCOMMIT, where the lesson shows
+       named statements failing);
+    6. the statements the dialect prepares are named (read on the server by the check);
+    7. not with asyncpg's per-process counter names;
+    8. with names no other process can make: a name function whose names differ in a
+       random part, not a counter, the clock or the process id.
     """
-    check(1, answer,
-          (lambda e: isinstance(e, AsyncEngine) and bouncer is not None
-           and e.url.port == bouncer.port,
-           "ex1 should be an AsyncEngine made from bouncer.url(), so it goes through "
-           "PgBouncer."),
-          (lambda e: name is not None,
-           "Its statements are unnamed (statement_cache_size=0 alone): the exercise asks for "
-           "named statements with unique names."),
-          (lambda e: not str(name).startswith(COUNTER_NAME),
-           "Its statements get asyncpg's per-process counter names; give them unique names."),
+    through = (lambda e: isinstance(e, AsyncEngine) and bouncer is not None
+               and e.url.port == bouncer.port,
+               "ex1 should be an AsyncEngine made from bouncer.url(), so it goes through "
+               "PgBouncer.")
+    if unanswered(1, answer, through[1]):
+        return
+    func: Callable[[], Any] | None = None
+    name: Any = None
+    autocommit = False
+    names: list[str] = []
+    failure = ""
+    if through[0](answer) and outcome is not None:
+        try:
+            func, name, autocommit = await checked_out(answer)
+            names = [str(func()) for _ in range(4)] if callable(func) else []
+        except Exception as err:  # a broken engine or name function: a hint, not a traceback
+            failure = f"Checking out a connection of ex1 raised {describe(err)}. "
+    check(1, answer, through,
+          (lambda e: outcome is not None and many is not None,
+           "The cell stopped before it tried the engine (ex1_outcome is None): run the whole "
+           "cell without an error; execution_options=QUALIFY is what lets the engine find "
+           "the tables through PgBouncer."),
           (lambda e: str(outcome).startswith("ok"),
            "The SELECT failed in the second transaction: a cache still hands out a statement "
            "prepared elsewhere."),
           (lambda e: str(many).startswith("ok"),
            "The executemany() failed in the second transaction: see the executemany column of "
-           "the table in 'Fix 1: settings in connect_args'."))
+           "the table in 'Fix 1: settings in connect_args'."),
+          (lambda e: not failure and not autocommit,
+           f"{failure}The engine runs in AUTOCOMMIT, where the section 'Statements outside a "
+           "transaction: AUTOCOMMIT' shows named statements failing: keep its transactions."),
+          (lambda e: name is not None,
+           "Its statements are unnamed: the exercise asks for named statements with unique "
+           "names (a name function)."),
+          (lambda e: not str(name).startswith(COUNTER_NAME),
+           "Its statements get asyncpg's per-process counter names; give them unique names."),
+          (lambda e: len(set(names)) == len(names) > 0 and differing(names) >= RANDOM_PART,
+           f"Names in a row from your name function ({', '.join(names[:2])}) differ in "
+           f"{differing(names) if len(set(names)) > 1 else 0} character(s): they come from a "
+           "counter, the clock or the process id, which another worker process repeats. Give "
+           "each name a random part, such as uuid.uuid4()."))
+
+
+def in_flight(log: QueryLog) -> int:
+    """The most statements of ``log`` under way at one moment."""
+    edges = sorted([(s.started, 1) for s in log.statements]
+                   + [(s.ended or s.started, -1) for s in log.statements])
+    peak = running = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 def ex2(answer: Any, *, log: QueryLog, bouncer: PgBouncer | None) -> None:
     """12 backend pids from 12 concurrent clients, each on its own connection through PgBouncer.
 
-    ``log`` is the scaffold's ``capture_sql`` on the ``safe`` engine.
+    ``log`` is the scaffold's ``capture_sql`` on the ``safe`` engine. The prompt's
+    requirements, one rule each:
+
+    1. ``ex2`` holds 12 pids;
+    2. 12 statements ran through ``safe``, one per client;
+    3. each is the asked query, ``pg_backend_pid()`` after ``pg_sleep(0.05)``;
+    4. each client had its own connection;
+    5. they ran at the same time: more queries were under way at once than PgBouncer has
+       server connections, so some waited in its queue;
+    6. the pids are PgBouncer's few server connections.
     """
+    asked = [s for s in log.sql() if "pg_backend_pid()" in s and "pg_sleep(0.05)" in s]
+    pool = bouncer.pool_size if bouncer is not None else 0
     check(2, answer,
-          (lambda v: len(v) == 12, "ex2 should hold 12 pids, one per client."),
+          (lambda v: isinstance(v, list) and len(v) == 12,
+           "ex2 should be a list of 12 pids, one per client."),
           (lambda v: log.count == 12,
-           "Run the 12 queries through the safe engine (it goes through PgBouncer)."),
+           f"{log.count} statement(s) ran through the safe engine: each of the 12 clients "
+           "should run its own query there."),
+          (lambda v: len(asked) == 12,
+           "Each client should run SELECT pg_backend_pid() FROM pg_sleep(0.05), the query "
+           "the exercise asks for."),
           (lambda v: len(log.connections()) == 12,
-           "Each client needs its own connection: open one per task."),
-          (lambda v: log.overlapped(), "The clients ran one after another; run them at once."),
+           f"The 12 queries ran on {len(log.connections())} connection(s): each client needs "
+           "a connection of its own while the others hold theirs, so open one per task and "
+           "run the tasks together."),
+          (lambda v: in_flight(log) > pool,
+           f"At most {in_flight(log)} queries were under way at once, no more than PgBouncer's "
+           f"{pool} server connections: start all 12 clients together, with nothing limiting "
+           "how many run."),
           (lambda v: bouncer is not None and len(set(v)) <= bouncer.pool_size,
            "More backends than PgBouncer's pool: did the queries go through PgBouncer?"))
