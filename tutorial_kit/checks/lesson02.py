@@ -1,53 +1,129 @@
-"""The checks of lesson 02 · Building the schema: reflection, and DDL through ``run_sync``."""
+"""The checks of lesson 02 · Building the schema: reflection, and DDL through ``run_sync``.
+
+The checks read the catalog with plain SQL from a connection of their own; the
+exercises ask for the inspector and reflection, so the checks do not use them.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import re
+from typing import Any
 
-from tutorial_kit.checks.evidence import scalars
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateIndex
+
+from tutorial_kit.checks.evidence import Watched, rows, scalars, watch
 from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
-EX2_VALUE = "a sorted list of the names of review's indexes, the new one included."
-EX2_CREATE = "CREATE INDEX ix_review_rating ON review (rating)"
-# pg_indexes, a plain catalog view: the exercise asks for the inspector, the check does not.
+__all__ = ["ex1", "ex2", "watch"]
+
+EX1_VALUE = ("ex1 should be a tuple of two booleans, the column's timezone flag and its "
+             "nullable flag, as the database has them now (the scaffold changed the column).")
+#: What the model says of review.edited_at: the answer of a cell that read the model.
+MODEL_SAYS = (True, True)
+EDITED_AT = text(
+    "SELECT data_type = 'timestamp with time zone', is_nullable = 'YES' "
+    "FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'review' AND column_name = 'edited_at'")
+CATALOG = re.compile(r"\b(pg_catalog|information_schema|pg_attribute|pg_class)\b", re.I)
+
+EX2_NAME = "ix_review_rating"
+EX2_VALUE = f"ex2 should be the sorted list of the names of review's indexes, {EX2_NAME} included."
 REVIEW_INDEXES = text(
     "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
     "AND tablename = 'review' AND indexname <> 'review_pkey'")
+# The new index as the catalog has it: unique?, partial or on an expression?, its columns.
+INDEX_SHAPE = text(
+    "SELECT i.indisunique, i.indpred IS NOT NULL OR i.indexprs IS NOT NULL, "
+    "array(SELECT a.attname FROM unnest(i.indkey) AS k(attnum) JOIN pg_attribute a "
+    "ON a.attrelid = i.indrelid AND a.attnum = k.attnum) "
+    "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = :name AND n.nspname = current_schema()")
+CREATES_IT = re.compile(rf"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+{EX2_NAME}\b", re.I)
 
 
-def ex1(answer: object, log: QueryLog) -> None:
-    """Exercise 1: ``review.edited_at``'s timezone and nullable flags, read from the database."""
+async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+    """Exercise 1: ``review.edited_at``'s timezone and nullable flags, read from the database.
+
+    The prompt's requirements, one rule each:
+
+    1. ``ex1`` is ``(timezone, nullable)`` as the live column has them: the scaffold changes
+       the column behind the model's back, so the model's answer, a guess, or another
+       flag ("has no default") read by mistake is not it;
+    2. the cell asked the database: some statement it sent reads the catalog (through the
+       inspector, a reflected ``Table``, or a query on ``information_schema`` of its own).
+    """
+    if unanswered(1, answer, EX1_VALUE):
+        return
+    try:
+        live = next(iter(await rows(engine, EDITED_AT)), None)
+    except Exception as err:  # the server is gone: say so, with the hint, rather than raise
+        check(1, answer, unavailable("reading the catalog", err, EX1_VALUE))
+        return
+    from_model = (f"{answer!r} is what the model says (Review.__table__), not what the database "
+                  "has now: read the column from the live schema." if answer == MODEL_SAYS
+                  else EX1_VALUE)
     check(1, answer,
-          (lambda v: v == (True, True),
-           "a tuple of two booleans: the reflected type's .timezone, then the column's "
-           "'nullable'."),
-          (lambda v: any("pg_catalog.pg_attribute" in sql for sql in log.sql()),
+          (lambda v: isinstance(v, tuple) and live is not None and v == tuple(live), from_model),
+          (lambda v: any(CATALOG.search(sql) for sql in log.sql()),
            "the value is right, but your cell asked the database nothing: read the columns from "
-           "the live schema with inspect() inside conn.run_sync."))
+           "the live schema, with inspect() inside conn.run_sync."))
 
 
-async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
-    """Exercise 2: ``ix_review_rating`` created, committed, and the names read back after it."""
+async def ex2(answer: object, log: QueryLog, engine: AsyncEngine, shared: MetaData) -> None:
+    """Exercise 2: ``ix_review_rating`` built with SQLAlchemy, committed, names read back.
+
+    The prompt's requirements, one rule each:
+
+    1. ``ex2`` is a sorted list of names with ``ix_review_rating`` in it;
+    2. the index is committed: a new connection sees it;
+    3. ``ex2`` is what the catalog holds for review (no name missing or made up);
+    4. the index is a plain one on ``review.rating`` alone: not unique, not partial, no
+       other column (ascending or descending: both serve "best first");
+    5. it was made with SQLAlchemy, an ``Index`` and its ``create()`` (a ``CreateIndex``
+       element reached the connection), not SQL text;
+    6. that ``Index`` belongs to a reflected table, not to the shared ``Base.metadata``
+       (``shared``);
+    7. the names were read back from the database after the ``CREATE INDEX``.
+    """
     if unanswered(2, answer, EX2_VALUE):
         return
     try:   # the catalog, seen from a new connection
         live = sorted(await scalars(engine, REVIEW_INDEXES))
+        shape = next(iter(await rows(engine, INDEX_SHAPE, {"name": EX2_NAME})), None)
     except Exception as err:  # the server is gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("reading the catalog", err, EX2_VALUE))
         return
+    seen: list[Any] = log.executed if isinstance(log, Watched) else []
+    created = [c.element for c in seen
+               if isinstance(c, CreateIndex) and c.element.name == EX2_NAME]
     sql = log.sql()
-    created = next((i for i, s in enumerate(sql) if s.startswith(EX2_CREATE)), None)
-    after_create = sql[created + 1:] if created is not None else []
+    at = next((i for i, s in enumerate(sql) if CREATES_IT.match(s)), None)
+    after_create = sql[at + 1:] if at is not None else []
     check(2, answer,
-          (lambda v: v == ["ix_review_book_id", "ix_review_rating"], EX2_VALUE),
-          (lambda v: created is not None,
-           f"no {EX2_CREATE} in your cell's SQL: create it with the Index's create() on the "
-           "sync connection, inside conn.run_sync."),
-          (lambda v: v == live,
+          (lambda v: isinstance(v, list) and v == sorted(v) and EX2_NAME in v, EX2_VALUE),
+          (lambda v: EX2_NAME in live,
            f"a new connection sees {live}: the CREATE INDEX was not committed "
-           "(engine.begin() commits at the end of its block)."),
-          (lambda v: any("pg_catalog" in s for s in after_create),
+           "(engine.begin() commits at the end of its block)." if at is not None else
+           f"your cell sent no CREATE INDEX {EX2_NAME}: create the index with SQLAlchemy, "
+           "then read the names back."),
+          (lambda v: v == live,
+           f"a new connection sees {live}: ex2 should be those names, read from the database."),
+          (lambda v: shape is not None and not shape[0] and not shape[1]
+           and list(shape[2]) == ["rating"],
+           f"{EX2_NAME} is not a plain index on review.rating alone (it is unique, partial, or "
+           "covers other columns): build Index(name, <the reflected table>.c.rating)."),
+          (lambda v: bool(created),
+           f"{EX2_NAME} exists, but your cell did not create it with SQLAlchemy: build an Index "
+           "on the reflected table's rating column and call its create() with the sync "
+           "connection, inside conn.run_sync (SQL text does not count)."),
+          (lambda v: all(index.table.metadata is not shared for index in created),
+           "your Index was built on the model's table, so it is now part of the shared "
+           "Base.metadata for the rest of the kernel's life: build it on a Table reflected into "
+           "a fresh MetaData() instead."),
+          (lambda v: any(CATALOG.search(s) for s in after_create),
            "the index was created, but the names were not read back from the database after it: "
            "ask the inspector's get_indexes() inside conn.run_sync."))
