@@ -157,7 +157,8 @@ async def ex2(answer: Any, *, log: QueryLog, engine: AsyncEngine, since: int) ->
            "renders it."),
           (lambda v: not extra,
            f"the text also has {extra[0][:60] if extra else ''!r}, which the downgrade from "
-           "0002 to 0001 does not run: render that range alone, into a buffer of its own."),
+           "0002 to 0001 does not run: ex2 should hold that downgrade's statements and "
+           "nothing else."),
           (lambda v: log.count == 0,
            f"your code sent {log.count} statement(s) on engine: offline mode renders the SQL "
            "without connecting."),

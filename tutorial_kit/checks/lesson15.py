@@ -108,7 +108,8 @@ async def ex1(answer: Any, *, engine: AsyncEngine, seen: list[tuple[Any, ...]] |
                  "that runs SET.")
     else:
         value = ("The first checkout does not show 1500 set in the session: register a "
-                 "'connect' listener on ex1_engine.sync_engine that runs SET.")
+                 "'connect' listener on ex1_engine.sync_engine whose SET runs (a plain SET: "
+                 "SET LOCAL ends with its transaction).")
     check(1, answer, same,
           (lambda e: first == TIMEOUT_SET, value),
           (lambda e: seen is not None and len(seen) > 1 and seen[1] == TIMEOUT_SET,
