@@ -113,7 +113,8 @@ def test_check_prints_one_line_and_never_raises(capsys) -> None:
     check(1, 5, *rules)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "✓ Exercise 1: correct"
-    assert lines[1] == ("✗ Exercise 1: not yet — the scaffold still sets ex1 to None. "
+    assert lines[1] == ("✗ Exercise 1: not yet — ex1 is still None (the scaffold's value, "
+                        "or your cell stopped before setting it). "
                         "Read the titles.")
     assert lines[2] == "✗ Exercise 1: not yet — Load the books in the same query."
     assert lines[3].startswith("✗ Exercise 1: not yet — checking it raised TypeError")

@@ -70,7 +70,10 @@ def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
     if not rules:
         raise ValueError("check() needs at least one (test, hint) rule")
     if answer is None:
-        return False, line(number, f"the scaffold still sets ex{number} to None. {rules[0][1]}")
+        # None is the scaffold's value, and also what a cell that raised before its last
+        # line leaves (each try starts from it): say both, never guess which.
+        return False, line(number, f"ex{number} is still None (the scaffold's value, or your "
+                                   f"cell stopped before setting it). {rules[0][1]}")
     for test, hint in rules:
         try:
             # bool() inside the try: an answer whose truth value raises (a NumPy array
