@@ -1,14 +1,19 @@
 """Lesson 09 · nest_asyncio: the checks of its two exercises.
 
-Exercise 1 compares the learner's count with the table and looks for their
-``SELECT`` in the statements the notebook's engine sent. Exercise 2 runs the
-learner's script in a fresh Python process (the notebook's ``run_as_script``),
-after a prelude that counts its ``asyncio.run()`` calls and the statements each
-one sends, and judges the output.
+Exercise 1 compares the learner's count with the table, looks for their counting
+``SELECT`` in the statements the notebook's engine sent, and asks the pool whether
+a connection was left checked out. Exercise 2 runs the learner's script in a fresh
+Python process (the notebook's ``run_as_script``) after a prelude that watches it
+from inside: the event loop each statement went out on, its ``asyncio.run()``
+calls, and every connection a pool opened, closed, and on which loop. The prelude
+writes its report to the process's own stdout, so a script that hides its
+warnings or its stderr hides nothing from the check.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,15 +27,29 @@ from tutorial_kit.sql_capture import QueryLog
 
 #: Plain SQL, so the check does not spell out the ORM query the exercise asks for.
 COUNT_B = text("SELECT count(*) FROM b")
-EX1_HINT = ("ex1 should be the number of rows in table b, asked of the database with await "
-            "on the notebook's engine.")
+COUNTS_B = re.compile(r"\bcount\(.*\bFROM b\b", re.S)
+EX1_HINT = ("ex1 should be the number of rows in table b, counted by the database, with "
+            "await on the notebook's engine.")
+
+
+def _not_a_number(number: int, answer: Any) -> str:
+    if inspect.iscoroutine(answer):
+        return (f"ex{number} is a coroutine object: you called an async function without "
+                "await, so nothing ran yet. Await the call and keep its result.")
+    return f"ex{number} is a {type(answer).__name__}, not a number. {EX1_HINT}"
 
 
 async def ex1(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
-    """The number of rows in table ``b``, read with a top-level ``await`` on ``engine``.
+    """The number of rows in table ``b``, counted with a top-level ``await`` on ``engine``.
 
-    The expected number is counted with plain SQL after the learner's cell;
-    ``log`` must hold a ``SELECT … FROM b`` sent through ``engine``.
+    The prompt's requirements, one rule each:
+
+    1. the number equals ``count(*)`` of table ``b`` (read here after their cell);
+    2. asked of the database through the notebook's ``engine`` (no thread, no other
+       engine): ``log`` holds a statement on ``b``;
+    3. counted by the server: that statement is a ``count(…) … FROM b``, not every
+       row fetched and counted in Python;
+    4. no connection left open: none checked out of ``engine``'s pool.
     """
     if unanswered(1, answer, EX1_HINT):
         return
@@ -39,74 +58,143 @@ async def ex1(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
     except Exception as err:
         check(1, answer, unavailable("counting the table", err, EX1_HINT))
         return
+    reads_b = [sql for sql in log.sql() if re.search(r"\bFROM b\b", sql)]
     check(1, answer,
+          (lambda v: isinstance(v, int) and not isinstance(v, bool), _not_a_number(1, answer)),
           (lambda v: v == rows, f"the table has {rows} rows; ex1 should be that number."),
-          (lambda v: any(re.search(r"\bFROM b\b", sql) for sql in log.sql()),
+          (lambda v: reads_b,
            "the number is right, but no SELECT … FROM b went through `engine`: ask the "
-           "database yourself, with await on the notebook's engine."))
+           "database yourself, with await on the notebook's engine."),
+          (lambda v: any(COUNTS_B.search(sql) for sql in reads_b),
+           "the number is right, but your SELECT fetched the rows of b and Python counted "
+           "them: let the server count, with select(func.count()).select_from(B)."),
+          (lambda v: engine.pool.checkedout() == 0,
+           f"{engine.pool.checkedout()} connection(s) of `engine` are checked out now: one "
+           "opened without `async with` stays out until it is closed. Open it with `async "
+           "with engine.connect() as conn:`, so it goes back to the pool when the block "
+           "ends, and close any left open by an earlier try (`await conn.close()`)."))
 
 
-#: Prepended to the learner's script: counts its ``asyncio.run()`` calls, and the
-#: statements each one sends through any SQLAlchemy engine, before the script starts.
-COUNTER = """
-import asyncio, atexit, warnings
+#: Prepended to the learner's script: before it starts, it notes the event loop each
+#: statement goes out on, counts the ``asyncio.run()`` calls, and follows every
+#: connection a pool opens to its close (on which loop, and whether it really closed).
+#: Loops and connections are kept alive, so no ``id()`` is reused.
+PRELUDE = """
+import asyncio, atexit, json, sys, warnings
 warnings.simplefilter("default", ResourceWarning)  # report connections never closed
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-_runs, _run = [], asyncio.run
+from sqlalchemy.pool import Pool
+_report_to, _run = sys.stdout, asyncio.run
+_calls, _loops, _opened, _closed = [0], [], [], {}
+def _loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 def _counted(*args, **kwargs):
-    _runs.append(0)                                # statements sent during this call
+    _calls[0] += 1
     return _run(*args, **kwargs)
 asyncio.run = _counted
 def _sent(*args):
-    if _runs:
-        _runs[-1] += 1
+    _loops.append(_loop())
+def _connected(dbapi_connection, record):
+    _opened.append((dbapi_connection, _loop()))
+def _closing(dbapi_connection, *record):
+    _closed[id(dbapi_connection)] = _loop()
 event.listen(Engine, "before_cursor_execute", _sent)
-atexit.register(lambda: print(f"asyncio.run() calls: {len(_runs)}\\n"
-                              f"statements sent in each: {_runs}"))
+event.listen(Pool, "connect", _connected)
+event.listen(Pool, "close", _closing)
+event.listen(Pool, "close_detached", _closing)
+def _report():
+    loops = []
+    for loop in _loops:
+        if not any(loop is seen for seen, _ in loops):
+            loops.append((loop, sum(loop is other for other in _loops)))
+    def closed(conn, loop):
+        driver = getattr(conn, "driver_connection", None)
+        really = driver is None or not hasattr(driver, "is_closed") or driver.is_closed()
+        return really and id(conn) in _closed and _closed[id(conn)] is loop
+    never = sum(id(c) not in _closed for c, _ in _opened)
+    print("CHECK-REPORT " + json.dumps({
+        "runs": _calls[0], "sent": [n for _, n in loops],
+        "opened": len(_opened), "never_closed": never,
+        "not_closed_on_own_loop": sum(not closed(c, l) for c, l in _opened) - never,
+    }), file=_report_to, flush=True)
+atexit.register(_report)
 """
+REPORT = re.compile(r"^CHECK-REPORT (\{.*\})$", re.M)
 EX2_HINT = "the script should print 'run 1: …' and 'run 2: …'."
+
+
+def _loops_hint(sent: list[int]) -> str:
+    if not sent:
+        return ("no statement reached the database through a SQLAlchemy engine: each run "
+                "must ask for the current user through an engine, as SHARED_ENGINE_SCRIPT does.")
+    if len(sent) == 1:
+        return ("every statement went out on one event loop: each run must be its own "
+                "asyncio.run() call, which makes a new loop. A patched asyncio.run() "
+                "(nest_asyncio), an asyncio.Runner or one asyncio.run() for both runs reuse "
+                "a single loop.")
+    return (f"statements went out on {len(sent)} event loops ({sent} each), not two: one "
+            "asyncio.run() per run, each asking the database once.")
 
 
 async def ex2(answer: Any, *, run_as_script: Callable[[str], Awaitable[str]]) -> None:
     """A script whose two ``asyncio.run()`` calls both reach the database and succeed.
 
-    ``run_as_script`` runs it in a fresh process (no Jupyter, no patch) with
-    ``ResourceWarning`` shown; its output is printed above the verdict and must
-    hold both runs' lines, no error, no warning, two ``asyncio.run()`` calls and
-    at least one statement sent through an engine in each.
+    The prompt's requirements, one rule each, judged on a run in a fresh process
+    (no Jupyter, no patch), watched by ``PRELUDE``:
+
+    1. it prints ``run 1: …`` and ``run 2: …``;
+    2. no run fails (no error in its output);
+    3. each run reaches the database on a loop of its own: statements on exactly two
+       event loops;
+    4. one ``asyncio.run()`` per run: two calls;
+    5. every connection it opened is closed, by the loop that opened it (create and
+       dispose, ``NullPool``, or dispose before the loop ends), whatever the script
+       does with its warnings;
+    6. and no ``ResourceWarning`` in its output.
     """
     if answer is None or not isinstance(answer, str):
         check(2, answer, (lambda v: isinstance(v, str),
                           "ex2 should be the source of a script, as a string."))
         return
     try:
-        output = await run_as_script(COUNTER + answer)
+        output = await run_as_script(PRELUDE + answer)
     except Exception as err:
         check(2, answer, unavailable("running it", err, EX2_HINT))
         return
+    found = REPORT.findall(output)
+    output = REPORT.sub("", output).strip()
     if output:
         print(output)
-    counts = re.findall(r"^statements sent in each: \[([\d, ]*)\]$", output, re.M)
-    sent = [int(n) for n in counts[-1].split(",") if n.strip()] if counts else []
+    report = json.loads(found[-1]) if found else {}
+    sent, runs = report.get("sent", []), report.get("runs", 0)
+    never, elsewhere = report.get("never_closed", 0), report.get("not_closed_on_own_loop", 0)
     check(2, answer,
-          (lambda v: "run 1:" in output and "run 2:" in output, EX2_HINT),
-          (lambda v: "Exception closing connection" not in output,
-           "both runs printed, but the pool logged 'Exception closing connection' (above): "
-           "dispose() ran where it could not close that connection, outside the loop that "
-           "opened it. A connection is closed by the loop that opened it, before that loop "
-           "ends."),
-          (lambda v: "Error" not in output,
-           "a run failed (above): an engine's pooled connection crossed from one loop to the "
-           "next. Close what a loop opened before that loop ends, or keep no connection "
+          (lambda v: "run 1:" in output and "run 2:" in output,
+           ("the script stopped with an error (above) before " if "Traceback" in output
+            else "the script should print ") + "'run 1: …' and 'run 2: …'."),
+          (lambda v: found,
+           "the script ended before Python's normal exit (nothing after it could run): let "
+           "it end normally."),
+          (lambda v: "Error" not in output and "Traceback" not in output,
+           "an error was printed (above). A connection belongs to the loop that opened it: "
+           "close everything a run opened before its loop ends, or keep no connection "
            "between runs."),
+          (lambda v: len(sent) == 2 and min(sent) > 0, _loops_hint(sent)),
+          (lambda v: runs == 2,
+           f"asyncio.run() was called {runs} time(s): each of the two runs is one "
+           "asyncio.run() call, as in SHARED_ENGINE_SCRIPT."),
+          (lambda v: not never,
+           f"{never} of the {report.get('opened')} connection(s) the script opened were never "
+           "closed: an engine that kept a connection must be disposed, inside the loop that "
+           "opened it (warnings hidden or not)."),
+          (lambda v: not elsewhere,
+           f"{elsewhere} connection(s) were closed outside the loop that opened them, so "
+           "not really closed: dispose the engine inside the coroutine that asyncio.run() "
+           "runs, before its loop ends."),
           (lambda v: "ResourceWarning" not in output,
-           "both runs printed, but a connection was never closed (ResourceWarning, above): an "
-           "engine that kept a connection must be disposed in the loop that opened it."),
-          (lambda v: "asyncio.run() calls: 2\n" in output,
-           "both runs should come from their own asyncio.run() call, as in "
-           "SHARED_ENGINE_SCRIPT."),
-          (lambda v: len(sent) == 2 and min(sent) > 0,
-           f"both runs printed, but the statements sent through an engine in each run were "
-           f"{sent} (above): each run must ask the database for the current user through "
-           "a SQLAlchemy engine, as SHARED_ENGINE_SCRIPT does."))
+           "a ResourceWarning was printed (above): something the script opened was never "
+           "closed."))
