@@ -17,6 +17,7 @@ reached the wrong way is still "not yet".
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,11 @@ def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
         # line leaves (each try starts from it): say both, never guess which.
         return False, line(number, f"ex{number} is still None (the scaffold's value, or your "
                                    f"cell stopped before setting it). {rules[0][1]}")
+    unawaited = _unawaited(answer)
+    if unawaited:
+        return False, line(number, f"ex{number} {unawaited}: calling an async def returns a "
+                                   f"coroutine and runs nothing until it is awaited. "
+                                   f"{rules[0][1]}")
     for test, hint in rules:
         try:
             # bool() inside the try: an answer whose truth value raises (a NumPy array
@@ -84,6 +90,15 @@ def verdict(number: int, answer: Any, *rules: Rule) -> tuple[bool, str]:
         if not ok:
             return False, line(number, hint)
     return True, line(number)
+
+
+def _unawaited(answer: Any) -> str:
+    """What in ``answer`` is an un-awaited coroutine, in words; "" if nothing is."""
+    if inspect.iscoroutine(answer):
+        return "is a coroutine object"
+    if isinstance(answer, list | tuple) and any(inspect.iscoroutine(a) for a in answer):
+        return "holds coroutine objects"
+    return ""
 
 
 def unanswered(number: int, answer: Any, hint: str) -> bool:
