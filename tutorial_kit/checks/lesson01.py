@@ -8,14 +8,19 @@ the statements, and the objects the ORM loaded and flushed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.checks.evidence import Watched, inserts, rows, watch
+from tutorial_kit.checks.evidence import (
+    Watched,
+    inserts,
+    primary_key,
+    rows,
+    table_name,
+    unrecorded,
+    watch,
+)
 from tutorial_kit.exercises import check, unanswered, unavailable
-from tutorial_kit.sql_capture import QueryLog
 
 __all__ = ["ex1", "ex2", "watch"]
 
@@ -30,22 +35,7 @@ CLOSE_SESSION = ("open it with `async with async_session() as session:`, so that
                  "gives its connection back, when the block ends.")
 
 
-def _table(obj: Any) -> str:
-    return inspect(obj).mapper.local_table.name
-
-
-def _id(obj: Any) -> Any:
-    """The object's primary key from its identity, with no attribute load (it may be expired)."""
-    identity = inspect(obj).identity
-    return identity[0] if identity else None
-
-
-def _watched(log: QueryLog) -> Watched:
-    """The scaffold's log; an older ``capture_sql`` log has no ORM events (all empty)."""
-    return log if isinstance(log, Watched) else Watched(statements=log.statements)
-
-
-async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     """Exercise 1: every A's data with its B's data, from ORM objects, in two statements.
 
     The prompt's requirements, one rule each:
@@ -59,17 +49,17 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
        number of rows, so the prompt's "two statements" accepts it);
     7. the session is closed afterwards (its objects are detached): no connection left open.
     """
-    if unanswered(1, answer, EX1_VALUE):
+    if unanswered(1, answer, EX1_VALUE) or unrecorded(1, log):
         return
     try:
         expected = [(data, list(bs)) for data, bs in await rows(engine, A_WITH_BS)]
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
         check(1, answer, unavailable("reading the tables", err, EX1_VALUE))
         return
-    seen = _watched(log)
-    loaded = sorted((o for o in seen.loaded_of(object) if _table(o) == "a"),
-                    key=lambda a: _id(a) or 0)
-    sessions = {s for s, o in seen.loaded if _table(o) == "a"}
+    of_a = sorted((b for b in log.loaded if table_name(b.cls) == "a"),
+                  key=lambda b: (b.identity or (0,))[0])
+    loaded = [b.obj for b in of_a]
+    sessions = {b.session for b in of_a}
     check(1, answer,
           (lambda v: v == expected, EX1_VALUE),
           (lambda v: len(loaded) == len(expected),
@@ -95,7 +85,7 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
            f"a connection: {CLOSE_SESSION}"))
 
 
-async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
     """Exercise 2: two new A objects with two B objects each, saved by one flush, committed.
 
     The prompt's requirements, one rule each:
@@ -113,7 +103,7 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     Not a requirement: how many ``add()``/``add_all()`` calls put the graph in the session
     (the flush is the same).
     """
-    if unanswered(2, answer, EX2_SHAPE):
+    if unanswered(2, answer, EX2_SHAPE) or unrecorded(2, log):
         return
     ids = answer if isinstance(answer, list) and all(isinstance(i, int) for i in answer) else []
     try:   # what the tables hold for the ids given
@@ -125,11 +115,9 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("reading the tables", err, EX2_SHAPE))
         return
-    seen = _watched(log)
-    flushes = [(s, objs) for s, objs in seen.flushes if objs]
+    flushes = [(s, objs) for s, objs in log.flushes if objs]
     flushed = [o for _s, objs in flushes for o in objs]
-    flushed_a = [o for o in flushed if _table(o) == "a"]
-    flushed_ids = [_id(a) for a in flushed_a]
+    flushed_ids = [primary_key(a) for a in flushed if table_name(a) == "a"]
     sent = inserts(log)
     committed = all(i in a_data for i in ids)
     check(2, answer,

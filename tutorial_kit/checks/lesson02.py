@@ -7,13 +7,12 @@ exercises ask for the inspector and reflection, so the checks do not use them.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex
 
-from tutorial_kit.checks.evidence import Watched, rows, scalars, watch
+from tutorial_kit.checks.evidence import Watched, rows, scalars, unrecorded, watch
 from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
@@ -73,7 +72,7 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
            "the live schema, with inspect() inside conn.run_sync."))
 
 
-async def ex2(answer: object, log: QueryLog, engine: AsyncEngine, shared: MetaData) -> None:
+async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaData) -> None:
     """Exercise 2: ``ix_review_rating`` built with SQLAlchemy, committed, names read back.
 
     The prompt's requirements, one rule each:
@@ -89,7 +88,7 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine, shared: MetaDa
        (``shared``);
     7. the names were read back from the database after the ``CREATE INDEX``.
     """
-    if unanswered(2, answer, EX2_VALUE):
+    if unanswered(2, answer, EX2_VALUE) or unrecorded(2, log):
         return
     try:   # the catalog, seen from a new connection
         live = sorted(await scalars(engine, REVIEW_INDEXES))
@@ -97,8 +96,7 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine, shared: MetaDa
     except Exception as err:  # the server is gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("reading the catalog", err, EX2_VALUE))
         return
-    seen: list[Any] = log.executed if isinstance(log, Watched) else []
-    created = [c.element for c in seen
+    created = [c.element for c in log.executed
                if isinstance(c, CreateIndex) and c.element.name == EX2_NAME]
     sql = log.sql()
     at = next((i for i, s in enumerate(sql) if CREATES_IT.match(s)), None)

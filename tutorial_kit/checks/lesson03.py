@@ -14,9 +14,18 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Insert
 
-from tutorial_kit.checks.evidence import Watched, inserts, rows, scalar, scalars, watch
+from tutorial_kit.checks.evidence import (
+    Watched,
+    inserts,
+    primary_key,
+    rows,
+    scalar,
+    scalars,
+    table_name,
+    unrecorded,
+    watch,
+)
 from tutorial_kit.exercises import check, unanswered, unavailable
-from tutorial_kit.sql_capture import QueryLog
 
 __all__ = ["ex1", "ex2", "watch"]
 
@@ -25,22 +34,7 @@ EX2_VALUE = "ex2 should be the number of rows in review after your insert: 500."
 EX2_ROWS = 500
 
 
-def _watched(log: QueryLog) -> Watched:
-    """The scaffold's log; an older ``capture_sql`` log has no ORM events (all empty)."""
-    return log if isinstance(log, Watched) else Watched(statements=log.statements)
-
-
-def _table(obj: Any) -> str:
-    return inspect(obj).mapper.local_table.name
-
-
-def _id(obj: Any) -> Any:
-    """The object's primary key from its identity, with no attribute load (it may be expired)."""
-    identity = inspect(obj).identity
-    return identity[0] if identity else None
-
-
-async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     """Exercise 1: Barbara Liskov and her two books, one flush, committed, ids without a SELECT.
 
     The prompt's requirements, one rule each:
@@ -56,7 +50,7 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     8. no ``SELECT``: the ids come back with the INSERTs (``RETURNING``);
     9. the session is closed afterwards (its objects are detached).
     """
-    if unanswered(1, answer, EX1_SHAPE):
+    if unanswered(1, answer, EX1_SHAPE) or unrecorded(1, log):
         return
     shaped = (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], int)
               and isinstance(answer[1], list) and all(isinstance(i, int) for i in answer[1]))
@@ -70,11 +64,10 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
         check(1, answer, unavailable("reading the tables", err, EX1_SHAPE))
         return
-    seen = _watched(log)
-    flushes = [(s, objs) for s, objs in seen.flushes if objs]
+    flushes = [(s, objs) for s, objs in log.flushes if objs]
     flushed = [o for _s, objs in flushes for o in objs]
-    authors = [_id(o) for o in flushed if _table(o) == "author"]
-    book_ids = [_id(o) for o in flushed if _table(o) == "book"]
+    authors = [primary_key(o) for o in flushed if table_name(o) == "author"]
+    book_ids = [primary_key(o) for o in flushed if table_name(o) == "book"]
     sql = log.sql()
     sent = inserts(log)
     check(1, answer,
@@ -106,7 +99,7 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
            "with `async with Session() as session:`, so that it closes when the block ends."))
 
 
-async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
     """Exercise 2: 500 reviews in one ORM bulk INSERT, committed, then counted by a query.
 
     The prompt's requirements, one rule each:
@@ -123,15 +116,14 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     Not judged: whether ``ex2`` is that query's result or ``len()`` of the list once the
     query ran (the capture log holds statements, not the rows they returned).
     """
-    if unanswered(2, answer, EX2_VALUE):
+    if unanswered(2, answer, EX2_VALUE) or unrecorded(2, log):
         return
     try:   # the table, seen from a new connection
         in_table = await scalar(engine, text("SELECT count(*) FROM review"))
     except Exception as err:  # the table is gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("counting the table", err, EX2_VALUE))
         return
-    seen = _watched(log)
-    orm_inserts = [r for r in seen.orm if isinstance(r.statement, Insert)]
+    orm_inserts = [r for r in log.orm if isinstance(r.statement, Insert)]
     bulk = [r for r in orm_inserts
             if r.is_orm_statement and isinstance(r.parameters, list)
             and len(r.parameters) == EX2_ROWS]
@@ -143,7 +135,7 @@ async def ex2(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
           (lambda v: in_table == EX2_ROWS,
            f"a new connection counts {in_table} reviews: commit the session."),
           (lambda v: len(orm_inserts) == 1 and len(bulk) == 1,
-           _bulk_hint(orm_inserts, seen.flushes)),
+           _bulk_hint(orm_inserts, log.flushes)),
           (lambda v: len(sent) == 1 and "RETURNING" not in sql[sent[0]],
            f"your cell sent {len(sent)} INSERT statement(s), or one with RETURNING: "
            "send the whole list of dicts as one ORM bulk INSERT, as in the section '2. ORM bulk: "

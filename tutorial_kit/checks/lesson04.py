@@ -1,12 +1,11 @@
-"""Checks for 04 · Eager loading compared, and the recorder lessons 04–07 share.
+"""Checks for 04 · Eager loading compared.
 
-The scaffolds record with ``checks.recording(engine)`` instead of a bare
-``capture_sql``: besides the statements, it notes every object the ORM builds inside
-the block (by which statement, in which fetch, in which session, with which attributes
-already set, and, at the end of the block, which ones are loaded), and how many pool
-connections the block left checked out. So a check judges what the learner's code did,
-not only the value it produced: titles copied from the seed data, a relationship filled
-from the identity map after the query, a session left open, all show.
+The scaffolds record with ``checks.watch(engine)`` instead of a bare ``capture_sql``:
+besides the statements, it notes every object the ORM builds inside the block (by which
+statement, in which fetch, with which attributes already set, and, at the end of the
+block, which ones are loaded), and how many pool connections the block left checked out.
+So titles copied from the seed data, a relationship filled from the identity map after
+the query, a session left open, all show.
 
 Expected values come from the seeded rows (``data``) or a plain-SQL re-run of the
 learner's own statement, never from a query that uses the technique being tested.
@@ -14,194 +13,31 @@ learner's own statement, never from a query that uses the technique being tested
 
 from __future__ import annotations
 
-import inspect as pyinspect
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import CodeType
 from typing import Any
 
-from greenlet import getcurrent
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Mapper, Session
 
-from tutorial_kit.exercises import Rule, check, describe, line, unanswered, unavailable
+from tutorial_kit.checks.evidence import (
+    Loaded,
+    Watched,
+    closed,
+    plain,
+    primary_key,
+    unrecorded,
+    watch,
+)
+from tutorial_kit.exercises import Rule, check, unanswered, unavailable
 from tutorial_kit.models import Author, Book, Review
 from tutorial_kit.seed import Dataset
-from tutorial_kit.sql_capture import QueryLog, capture_sql
 
-#: ``Session.merge()`` (and ``merge_all()`` on 2.1): what is loaded or sent while one of
-#: them runs came with the merge.
-_MERGE_CODE: frozenset[CodeType] = frozenset(
-    method.__code__ for method in (getattr(Session, "merge", None),
-                                   getattr(Session, "merge_all", None)) if method is not None)
-
-
-def _in_merge() -> bool:
-    frame = pyinspect.currentframe()
-    while frame is not None:
-        if frame.f_code in _MERGE_CODE:
-            return True
-        frame = frame.f_back
-    return False
-
-
-@dataclass
-class Built:
-    """One object the ORM built inside a ``recording`` block."""
-
-    cls: type
-    identity: tuple[Any, ...] | None
-    #: ``Session.hash_key`` of the session that built it.
-    session: int
-    #: Statements sent when it was built: 1 means the first statement's rows built it.
-    statement: int
-    #: Which fetch built it: the ORM builds one batch per trip into SQLAlchemy's greenlet.
-    batch: int
-    #: Built while ``merge()`` ran.
-    in_merge: bool
-    #: Mapped attributes already set when it was built (by the statement itself).
-    at_load: frozenset[str]
-    #: Its column values as built (the very objects, so a copy of a value is told apart).
-    values: Mapping[str, Any]
-    #: Mapped attributes loaded when the block ended (``None`` unless ``keep=True``).
-    at_end: frozenset[str] | None = None
-
-
-@dataclass
-class Recording(QueryLog):
-    """A ``QueryLog`` (``show()``, ``count``, ``sql()``…) plus what the ORM built, and the pool."""
-
-    built: list[Built] = field(default_factory=list)
-    #: Per statement: True if it was sent while ``merge()`` ran.
-    sent_in_merge: list[bool] = field(default_factory=list)
-    #: ``Session.hash_key`` of every session that began a transaction or built an object.
-    sessions: set[int] = field(default_factory=set)
-    #: The most objects one session's identity map held while one was being built.
-    peak_held: int = 0
-    checked_out_before: int = 0
-    engine: AsyncEngine | None = None
-
-    def of(self, cls: type) -> list[Built]:
-        """What was built of ``cls`` (subclasses included), in order."""
-        return [b for b in self.built if issubclass(b.cls, cls)]
-
-    def batches(self, cls: type) -> list[int]:
-        """How many ``cls`` objects each fetch built, in order."""
-        sizes: dict[int, int] = {}
-        for b in self.of(cls):
-            sizes[b.batch] = sizes.get(b.batch, 0) + 1
-        return list(sizes.values())
-
-    def left_open(self) -> int:
-        """Connections checked out of the pool now that were not before the block."""
-        if self.engine is None:
-            return 0
-        return max(0, _checked_out(self.engine) - self.checked_out_before)
-
-
-def _checked_out(engine: AsyncEngine) -> int:
-    counter = getattr(engine.pool, "checkedout", None)   # NullPool keeps no count
-    return counter() if counter is not None else 0
-
-
-@contextmanager
-def recording(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Recording]:
-    """Record the statements ``engine`` sends inside the block and the objects the ORM builds.
-
-    ``keep=True`` holds each built object until the block ends, to note what is loaded on
-    it then; ``keep=False`` holds none, for a block whose memory is being measured.
-    """
-    rec = Recording(engine=engine, checked_out_before=_checked_out(engine))
-    kept: list[tuple[Built, Any]] = []
-    fetch: list[Any] = [None, 0]   # the greenlet of the current fetch, and its number
-
-    def on_load(obj: Any, context: Any) -> None:
-        state = inspect(obj)
-        mapper = state.mapper
-        if getcurrent() is not fetch[0]:
-            fetch[0], fetch[1] = getcurrent(), fetch[1] + 1
-        session = context.session
-        rec.sessions.add(session.hash_key)
-        rec.peak_held = max(rec.peak_held, len(session.identity_map))
-        built = Built(
-            mapper.class_, state.identity, session.hash_key, len(rec.statements), fetch[1],
-            _in_merge(), frozenset(k for k in state.dict if k in mapper.attrs),
-            {p.key: state.dict[p.key] for p in mapper.column_attrs if p.key in state.dict})
-        rec.built.append(built)
-        if keep:
-            kept.append((built, obj))
-
-    def on_begin(session: Any, transaction: Any, connection: Any) -> None:
-        rec.sessions.add(session.hash_key)
-
-    def on_statement(*_args: Any) -> None:
-        rec.sent_in_merge.append(_in_merge())
-
-    event.listen(Mapper, "load", on_load)
-    event.listen(Session, "after_begin", on_begin)
-    event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
-    try:
-        with capture_sql(engine) as log:
-            rec.statements = log.statements   # the same list, filled as statements go out
-            yield rec
-    finally:
-        event.remove(Mapper, "load", on_load)
-        event.remove(Session, "after_begin", on_begin)
-        event.remove(engine.sync_engine, "before_cursor_execute", on_statement)
-        for built, obj in kept:
-            state = inspect(obj)
-            built.at_end = frozenset(k for k in state.dict if k in state.mapper.attrs)
-        kept.clear()
-        fetch.clear()
-
-
-def plain(number: int, answer: Any) -> Rule:
-    """A first rule: an un-awaited coroutine or an exception object is not an answer."""
-    if pyinspect.iscoroutine(answer):
-        return (lambda _a: False,
-                f"ex{number} is a coroutine object: you called an async function without "
-                "await. Put await in front of the call.")
-    if isinstance(answer, BaseException):
-        return (lambda _a: False,
-                f"ex{number} is an exception object ({describe(answer)}), not an answer: "
-                "assign what your code computes, not the error it caught.")
-    return (lambda _a: True, "")
-
-
-def unrecorded(number: int, log: Any) -> bool:
-    """True, with the not-yet line printed, if ``log`` is not the scaffold's recording.
-
-    An older scaffold (or an edited first line) hands the check something else; every
-    later rule reads the recording, so this is judged before any of them.
-    """
-    if isinstance(log, Recording):
-        return False
-    print(line(number, f"ex{number}_log is not what checks.recording(engine) records: keep "
-                       f"the scaffold's first line, with checks.recording(engine) as "
-                       f"ex{number}_log:, and run the cell again."))
-    return True
-
-
-def closed(rec: Recording, what: str = "session") -> Rule:
-    """The block must give back every connection it checked out (the lessons' rule)."""
-    return (lambda _a: rec.left_open() == 0,
-            f"your code left {rec.left_open()} connection(s) checked out of the pool: a {what} "
-            "opened without async with stays open (with its transaction) until you close it. "
-            "Use async with, or await its close(); one left open by an earlier try stays "
-            "open until you close it or restart the kernel.")
-
-
-def _ids(objects: Any) -> list[Any]:
-    """Each object's primary key, read from its identity (no attribute access, so no IO)."""
-    return [(inspect(o).identity or (None,))[0] for o in objects]
+__all__ = ["ex1", "ex2", "ex3", "watch"]
 
 
 # --- Exercise 1 ---------------------------------------------------------------------------
 
-def ex1(answer: Any, log: Recording, *, data: Dataset) -> None:
+def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
     """Authors 1–5 and their books through ``selectinload``: the titles, in two statements.
 
     Requirements, from the prompt:
@@ -228,7 +64,7 @@ def ex1(answer: Any, log: Recording, *, data: Dataset) -> None:
           (lambda v: all(any(t is s for s in titles) for t in v),
            "the titles are right, but they are not the ones your query loaded: read them "
            "from author.books, not from the seed data."),
-          (lambda v: sorted(_ids_of(authors)) == [1, 2, 3, 4, 5],
+          (lambda v: sorted((a.identity or (None,))[0] for a in authors) == [1, 2, 3, 4, 5],
            f"the titles are right, but your query loaded {len(authors)} author(s): let it "
            "load authors 1 to 5 only, instead of cutting the list in Python."),
           (lambda v: "ORDER BY" in _statement_of(log, authors[0]),
@@ -251,18 +87,14 @@ def ex1(answer: Any, log: Recording, *, data: Dataset) -> None:
           closed(log))
 
 
-def _ids_of(built: list[Built]) -> list[Any]:
-    return [(b.identity or (None,))[0] for b in built]
-
-
-def _statement_of(log: Recording, built: Built) -> str:
+def _statement_of(log: Watched, built: Loaded) -> str:
     """The SQL of the statement whose rows built ``built``."""
     return log.sql()[built.statement - 1] if 0 < built.statement <= log.count else ""
 
 
 # --- Exercise 2 ---------------------------------------------------------------------------
 
-def ex2(answer: Any, log: Recording, *, data: Dataset) -> None:
+def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
     """The 5 cheapest books with ``Book.author`` set by the same, single statement.
 
     Requirements, from the prompt:
@@ -285,7 +117,7 @@ def ex2(answer: Any, log: Recording, *, data: Dataset) -> None:
           (lambda v: isinstance(v, list | tuple) and all(isinstance(b, Book) for b in v),
            "ex2 should be a list of Book objects: use session.scalars(), which gives the "
            "objects, not execute(), which gives rows."),
-          (lambda v: _ids(v) == cheapest, value_hint),
+          (lambda v: [primary_key(b) for b in v] == cheapest, value_hint),
           (lambda v: all("author" not in inspect(b).unloaded for b in v),
            "the books are right, but book.author is not loaded on them, so reading it later "
            "is IO: MissingGreenlet inside the session, DetachedInstanceError after it. Load "
@@ -319,7 +151,7 @@ async def _rerun(engine: AsyncEngine, sql: str, params: Any) -> list[tuple[Any, 
         return [tuple(r) for r in await conn.exec_driver_sql(sql, params)]
 
 
-async def ex3(answer: Any, log: Recording, *, engine: AsyncEngine, data: Dataset) -> None:
+async def ex3(answer: Any, log: Watched, *, engine: AsyncEngine, data: Dataset) -> None:
     """Book 5's reviews rated 4 or more, counted by PostgreSQL from ``book.reviews.select()``.
 
     Requirements, from the prompt:

@@ -1,6 +1,6 @@
 """Checks for 05 · Streaming results.
 
-The scaffolds record with ``checks.recording(engine)``: the statements (and whether they
+The scaffolds record with ``checks.watch(engine)``: the statements (and whether they
 ran on a server-side cursor), every ``Review`` object the ORM built, in which fetch, and
 the most objects the session held at once, holding none itself so the memory it measures
 is the learner's. Expected values come from the seeded rows (``data``), so no check shows
@@ -9,27 +9,24 @@ a query to copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.checks import lesson04
-from tutorial_kit.checks.lesson04 import Recording, closed, plain, unrecorded
+from tutorial_kit.checks import evidence
+from tutorial_kit.checks.evidence import Watched, closed, plain, unrecorded
 from tutorial_kit.exercises import check, unanswered
 from tutorial_kit.models import Review
 from tutorial_kit.seed import Dataset
 
 
-@contextmanager
-def recording(engine: AsyncEngine) -> Iterator[Recording]:
-    """Lesson 04's recorder, holding no object: what the session holds is being measured."""
-    with lesson04.recording(engine, keep=False) as rec:
-        yield rec
+def watch(engine: AsyncEngine) -> AbstractContextManager[Watched]:
+    """The one recorder, holding no object: what the session holds is being measured."""
+    return evidence.watch(engine, keep=False)
 
 
-def ex1(answer: Any, log: Recording, *, data: Dataset) -> None:
+def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
     """The average rating of reviews of books from 2000 on, from Review objects, 100 at a time.
 
     Requirements, from the prompt:
@@ -76,7 +73,7 @@ def ex1(answer: Any, log: Recording, *, data: Dataset) -> None:
           closed(log))
 
 
-def ex2(answer: Any, log: Recording, *, data: Dataset) -> None:
+def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
     """The sizes of the batches of 200 reviews the stream built, as it built them.
 
     Requirements, from the prompt:

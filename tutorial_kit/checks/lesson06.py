@@ -17,8 +17,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
-from tutorial_kit.checks.evidence import scalar
-from tutorial_kit.checks.lesson04 import plain
+from tutorial_kit.checks.evidence import plain, scalar
 from tutorial_kit.exercises import Rule, check, describe, unanswered, unavailable
 from tutorial_kit.models import Author
 from tutorial_kit.seed import Dataset

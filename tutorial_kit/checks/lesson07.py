@@ -1,10 +1,10 @@
 """Checks for 07 · The implicit IO checklist.
 
-The scaffolds record with ``checks.recording(engine)`` (lesson 04's recorder): the
-statements, and every object the ORM built, in which session, whether inside
-``merge()``, and what was loaded on it when the block ended. So a right value reached
-with one statement per object, without ORM objects, in two sessions, or with the books
-loaded before or after the merge, is still "not yet".
+The scaffolds record with ``checks.watch(engine)``: the statements, and every object the
+ORM built, in which session, whether inside ``merge()``, and what was loaded on it when
+the block ended. So a right value reached with one statement per object, without ORM
+objects, in two sessions, or with the books loaded before or after the merge, is still
+"not yet".
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typing import Any
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.checks.evidence import rows
-from tutorial_kit.checks.lesson04 import Recording, closed, plain, recording, unrecorded
+from tutorial_kit.checks.evidence import Watched, closed, plain, rows, unrecorded, watch
 from tutorial_kit.exercises import Rule, check, unanswered, unavailable
 from tutorial_kit.models import Author, Book
 from tutorial_kit.seed import Dataset
 
-__all__ = ["ex1", "ex2", "recording"]
+__all__ = ["ex1", "ex2", "watch"]
 
 #: Every contributor's name and languages (NULL for a non-translator), in id order: the
 #: rows themselves, read with plain SQL so the check does not use the loader it tests.
@@ -29,13 +28,13 @@ CONTRIBUTOR_ROWS = text(
     "LEFT JOIN demo_translator t ON t.id = c.id ORDER BY c.id")
 
 
-def _built_of(log: Recording, table: str) -> list[Any]:
+def _built_of(log: Watched, table: str) -> list[Any]:
     """What was built of a lesson-local hierarchy (its classes live in the notebook), by the
     base table: a Translator is a Contributor."""
-    return [b for b in log.built if inspect(b.cls).base_mapper.local_table.name == table]
+    return [b for b in log.loaded if inspect(b.cls).base_mapper.local_table.name == table]
 
 
-async def ex1(answer: Any, log: Recording, *, engine: AsyncEngine) -> None:
+async def ex1(answer: Any, log: Watched, *, engine: AsyncEngine) -> None:
     """Each contributor's ``(name, languages)``, from ORM objects of one session, ≤ 2 statements.
 
     Requirements, from the prompt:
@@ -88,7 +87,7 @@ def _columns(cls: type) -> set[str]:
     return {p.key for p in inspect(cls).column_attrs}
 
 
-def ex2(answer: Any, log: Recording, *, detached: Any, new_name: str, data: Dataset) -> None:
+def ex2(answer: Any, log: Watched, *, detached: Any, new_name: str, data: Dataset) -> None:
     """The author ``merge()`` returns, with the new name and the books the merge loaded.
 
     Requirements, from the prompt:
