@@ -29,8 +29,9 @@ KEPT = ("1234", "session")
 #: TLS versions below 1.3, each refused by this option when set.
 OLDER = ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1 | ssl.OP_NO_TLSv1_2
 
-#: Per connection: (setting, source) before and after a rollback, and its autocommit flag.
-Probe = list[tuple[tuple[Any, ...], tuple[Any, ...], bool]]
+#: Per connection: (setting, source) before and after a rollback, its autocommit flag, and
+#: whether the driver was already in a transaction when the connection was checked out.
+Probe = list[tuple[tuple[Any, ...], tuple[Any, ...], bool, bool]]
 
 
 async def checkout_again(engine: AsyncEngine) -> tuple[Any, ...]:
@@ -58,11 +59,14 @@ async def two_connections(engine: AsyncEngine) -> Probe:
     try:
         async with engine.connect() as first, engine.connect() as second:
             for conn in (first, second):
+                raw = await conn.get_raw_connection()
+                # Nothing has run on this checkout yet: a transaction here is the listener's.
+                open_at_checkout = bool(raw.driver_connection.is_in_transaction())
                 before = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
                 await conn.rollback()
                 after = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
-                raw = await conn.get_raw_connection()
-                seen.append((before, after, bool(raw.dbapi_connection.autocommit)))
+                seen.append((before, after, bool(raw.dbapi_connection.autocommit),
+                             open_at_checkout))
         return seen
     finally:
         await engine.dispose()
@@ -82,6 +86,9 @@ async def ex1(answer: Any, *, engine: AsyncEngine, seen: list[tuple[Any, ...]] |
        connection, not only the first);
     5. a rollback on the same checkout does not undo it;
     6. the connection is left out of autocommit;
+    6b. and with no transaction open: a checked-out connection on which nothing ran yet
+       is not inside a driver transaction (a statement after the listener's commit
+       opens one, which the first checkout inherits);
     7. it is set once per new connection: a value the check commits on a pooled
        connection is still there at the next checkout (no per-checkout listener).
     """
@@ -114,17 +121,21 @@ async def ex1(answer: Any, *, engine: AsyncEngine, seen: list[tuple[Any, ...]] |
           (lambda e: first == TIMEOUT_SET, value),
           (lambda e: seen is not None and len(seen) > 1 and seen[1] == TIMEOUT_SET,
            "The second checkout lost the setting: the first checkout's rollback undid it."),
-          (lambda e: probe is not None and all(before == TIMEOUT_SET for before, _, _ in probe),
+          (lambda e: probe is not None and all(p[0] == TIMEOUT_SET for p in probe),
            f"{failure}A second connection of the pool, opened while the first is in use, "
            "lacks the setting: the listener must run for every new connection, not only the "
            "first."),
-          (lambda e: all(after == TIMEOUT_SET for _, after, _ in probe or []),
+          (lambda e: all(p[1] == TIMEOUT_SET for p in probe or []),
            "A rollback on the same checkout undid the setting: it was SET inside that "
            "checkout's transaction. Set it once per connection, in a 'connect' listener, "
            "outside a transaction."),
-          (lambda e: not any(autocommit for _, _, autocommit in probe or []),
+          (lambda e: not any(p[2] for p in probe or []),
            "After your listener the connection stays in autocommit, so a rollback no longer "
            "undoes an INSERT: put autocommit back to what it was before the SET."),
+          (lambda e: not any(p[3] for p in probe or []),
+           "A new connection comes out of your listener inside an open transaction (a "
+           "statement ran after the commit): leave its transactions as they were, with "
+           "nothing run after the SET is committed."),
           (lambda e: again == KEPT,
            f"{failure}The check committed statement_timeout = 1234ms on a pooled connection, "
            f"and the next checkout showed {again}: a listener sets it again at every checkout, "
@@ -154,7 +165,7 @@ def ex2(answer: Any, *, outcome: str | None) -> None:
            "The connection failed or was not TLS 1.3: trust the notebook's CA (certs.ca)."),
           (lambda c: len(c.get_ca_certs()) == 1,
            f"This context trusts {trusted} CA certificates: it should trust the notebook's "
-           "CA only, so load certs.ca instead of the system's CAs, not next to them."),
+           "CA (certs.ca) only, with no other CA loaded next to it."),
           (lambda c: c.options & OLDER == OLDER or c.minimum_version in (
               ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.MAXIMUM_SUPPORTED),
            "It would still accept older protocol versions: raise its minimum version."))
