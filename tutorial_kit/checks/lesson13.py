@@ -10,6 +10,10 @@ scaffold's ``capture_sql`` log.
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import warnings
 from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
@@ -29,6 +33,42 @@ OWN_NAME = text("SELECT name FROM pg_prepared_statements WHERE statement LIKE "
 #: Characters in which two names in a row must differ: a random part (a uuid has 32),
 #: not a counter, a clock reading or a process id, which another worker repeats.
 RANDOM_PART = 12
+#: Names made on each side of a fork, and how long the child may take to make them.
+FORKED_NAMES, FORK_WAIT = 3, 5.0
+
+
+def forked_names(func: Callable[[], Any]) -> tuple[list[str], list[str]] | None:
+    """(names ``func`` makes here, names it makes in a child process forked from here).
+
+    A forked worker (``multiprocessing``, a server that forks its workers) starts with
+    this process's state: a seeded generator, a counter, a prefix drawn once, a hash of
+    a counter all make the same names there. ``None`` where there is no fork (Windows)
+    or the child did not answer in time.
+    """
+    if not hasattr(os, "fork"):
+        return None
+    read, write = os.pipe()
+    with warnings.catch_warnings():   # the kernel's threads: the child only calls func
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:   # the child: names, then out at once, running nothing of the parent's
+        try:
+            os.close(read)
+            os.write(write, "\n".join(str(func()) for _ in range(FORKED_NAMES)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready: list[int] = []
+    try:
+        here = [str(func()) for _ in range(FORKED_NAMES)]
+        ready, _, _ = select.select([read], [], [], FORK_WAIT)
+        there = os.read(read, 1 << 16).decode().split("\n") if ready else None
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return (here, there) if there is not None else None
 
 
 async def checked_out(engine: AsyncEngine) -> tuple[Callable[[], Any] | None, Any, bool]:
@@ -84,7 +124,10 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
     6. the statements the dialect prepares are named (read on the server by the check);
     7. not with asyncpg's per-process counter names;
     8. with names no other process can make: a name function whose names differ in a
-       random part, not a counter, the clock or the process id.
+       random part drawn for each name, not a counter, the clock or the process id, nor
+       a prefix drawn once per process;
+    9. a worker process forked from this one makes other names (a generator seeded with
+       a constant, a hash or ``uuid5`` of a counter look random and repeat there).
     """
     through = (lambda e: isinstance(e, AsyncEngine) and bouncer is not None
                and e.url.port == bouncer.port,
@@ -96,18 +139,19 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
     name: Any = None
     autocommit = False
     names: list[str] = []
+    forked: tuple[list[str], list[str]] | None = None
     failure = ""
     if through[0](answer) and outcome is not None:
         try:
             func, name, autocommit = await checked_out(answer)
             names = [str(func()) for _ in range(4)] if callable(func) else []
+            forked = forked_names(func) if callable(func) else None
         except Exception as err:  # a broken engine or name function: a hint, not a traceback
             failure = f"Checking out a connection of ex1 raised {describe(err)}. "
     check(1, answer, through,
           (lambda e: outcome is not None and many is not None,
            "The cell stopped before it tried the engine (ex1_outcome is None): run the whole "
-           "cell without an error; execution_options=QUALIFY is what lets the engine find "
-           "the tables through PgBouncer."),
+           "cell without an error; the error it printed names what stopped it."),
           (lambda e: str(outcome).startswith("ok"),
            "The SELECT failed in the second transaction: a cache still hands out a statement "
            "prepared elsewhere."),
@@ -124,9 +168,15 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
            "Its statements get asyncpg's per-process counter names; give them unique names."),
           (lambda e: len(set(names)) == len(names) > 0 and differing(names) >= RANDOM_PART,
            f"Names in a row from your name function ({', '.join(names[:2])}) differ in "
-           f"{differing(names) if len(set(names)) > 1 else 0} character(s): they come from a "
-           "counter, the clock or the process id, which another worker process repeats. Give "
-           "each name a random part, such as uuid.uuid4()."))
+           f"{differing(names) if len(set(names)) > 1 else 0} character(s): only a counter, the "
+           "clock or the process id changes from name to name, and another worker process can "
+           "repeat them (one forked from this one keeps even a prefix drawn at random). Draw a "
+           "random part for each name, such as uuid.uuid4()."),
+          (lambda e: forked is None or not set(forked[0]) & set(forked[1]),
+           f"A worker process forked from this one made the same names as this one "
+           f"({forked[0][0] if forked else ''}): your name function's sequence is fixed (a "
+           "seeded generator, a hash of a counter), so every worker repeats it. Draw each "
+           "name from the operating system's randomness, such as uuid.uuid4()."))
 
 
 def in_flight(log: QueryLog) -> int:
@@ -174,4 +224,6 @@ def ex2(answer: Any, *, log: QueryLog, bouncer: PgBouncer | None) -> None:
            f"{pool} server connections: start all 12 clients together, with nothing limiting "
            "how many run."),
           (lambda v: bouncer is not None and len(set(v)) <= bouncer.pool_size,
-           "More backends than PgBouncer's pool: did the queries go through PgBouncer?"))
+           f"ex2 holds {len(set(answer)) if isinstance(answer, list) else 0} different pids, "
+           f"more than PgBouncer's {pool} server connections, though the queries went through "
+           "it: ex2 should hold what each query returned, the server's pg_backend_pid()."))
