@@ -285,11 +285,8 @@ def bound_values(params: Any) -> list[Any]:
 
 
 def plain(number: int, answer: Any) -> Rule:
-    """A first rule: an un-awaited coroutine or an exception object is not an answer."""
-    if pyinspect.iscoroutine(answer):
-        return (lambda _a: False,
-                f"ex{number} is a coroutine object: you called an async function without "
-                "await. Put await in front of the call.")
+    """A first rule: an exception object is not an answer (``verdict`` itself names an
+    un-awaited coroutine, before any rule runs)."""
     if isinstance(answer, BaseException):
         return (lambda _a: False,
                 f"ex{number} is an exception object ({describe(answer)}), not an answer: "
