@@ -170,6 +170,10 @@ class Watched(QueryLog):
     #: The most objects one session's identity map held while one was being built.
     peak_held: int = 0
     checked_out_before: int = 0
+    #: Connections checked out when the block ended, and those the garbage collector
+    #: handed back during it (a dropped, unclosed connection: detached, not checked in).
+    checked_out_after: int | None = None
+    collected: int = 0
     engine: AsyncEngine | None = None
 
     def of(self, cls: type) -> list[Loaded]:
@@ -187,11 +191,14 @@ class Watched(QueryLog):
         """Connections checked out of the pool now that were not before the block.
 
         Counted without collecting garbage first: a session the cell dropped unclosed still
-        holds its connection until the collector happens to run, and that is the leak.
+        holds its connection until the collector happens to run, and that is the leak; one
+        the collector already handed back during the block counts too.
         """
         if self.engine is None:
             return 0
-        return max(0, checked_out(self.engine) - self.checked_out_before)
+        now = checked_out(self.engine) if self.checked_out_after is None \
+            else self.checked_out_after
+        return max(0, now - self.checked_out_before) + self.collected
 
 
 @contextmanager
@@ -204,6 +211,7 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
     loaded on it when the block ends; ``keep=False`` holds none, for a block whose memory
     (what the session holds) is being measured.
     """
+    gc.collect()   # an earlier try's dropped connection goes back now, not during the block
     with capture_sql(engine) as log:
         seen = Watched(statements=log.statements,   # the same list: capture_sql appends
                        engine=engine, checked_out_before=checked_out(engine))
@@ -238,6 +246,9 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
         def flushed(session: Session, _context: Any) -> None:
             seen.flushes.append((session.hash_key, list(session.new)))
 
+        def detached(*_args: Any) -> None:
+            seen.collected += 1
+
         hooks: list[tuple[Any, str, Callable[..., None]]] = [
             (engine.sync_engine, "before_execute", executed),
             (engine.sync_engine, "before_cursor_execute", sent),
@@ -245,12 +256,14 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
             (Session, "after_begin", began),
             (Session, "loaded_as_persistent", loaded),
             (Session, "after_flush", flushed),
+            (engine.sync_engine.pool, "detach", detached),
         ]
         for target, name, fn in hooks:
             event.listen(target, name, fn)
         try:
             yield seen
         finally:
+            seen.checked_out_after = checked_out(engine)
             for target, name, fn in hooks:
                 event.remove(target, name, fn)
             fetch.clear()
