@@ -141,8 +141,32 @@ def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
 
 # --- Exercise 3 ---------------------------------------------------------------------------
 
-#: The criterion ``book.reviews.select()`` writes: the book's id bound on the left.
-_FROM_COLLECTION = re.compile(r"\$\d+(::\w+)?\s*=\s*review\.book_id")
+#: The criterion ``book.reviews.select()`` writes: the book's id bound on the left (group 1
+#: is the parameter's number, so the statement can be re-run for another book).
+_FROM_COLLECTION = re.compile(r"\$(\d+)(::\w+)?\s*=\s*review\.book_id")
+
+
+def _telling_book(data: Dataset) -> tuple[int, int]:
+    """A book, not 5, whose ratings tell the filters apart, and its count rated 4 or more.
+
+    It has a review rated 4 and one rated 3 or less, so ``rating > 3``, ``>= 4`` and
+    ``IN (4, 5)`` agree on it while ``> 4``, ``== 5`` and no filter at all do not (on book
+    5 alone they may all give the same number).
+    """
+    ratings: dict[int, list[int]] = {}
+    for r in data.reviews:
+        ratings.setdefault(r["book_id"], []).append(r["rating"])
+    book = min(b for b, rs in ratings.items() if b != 5 and 4 in rs and min(rs) <= 3)
+    return book, sum(1 for r in ratings[book] if r >= 4)
+
+
+def _for_book(sql: str, params: Any, book_id: int) -> tuple[Any, ...]:
+    """``params`` with the collection's book id replaced by ``book_id``."""
+    match = _FROM_COLLECTION.search(sql)
+    values = list(params)
+    if match is not None:
+        values[int(match.group(1)) - 1] = book_id
+    return tuple(values)
 
 
 async def _rerun(engine: AsyncEngine, sql: str, params: Any) -> list[tuple[Any, ...]]:
@@ -158,10 +182,12 @@ async def ex3(answer: Any, log: Watched, *, engine: AsyncEngine, data: Dataset) 
     1. ``ex3`` is the number of book 5's reviews rated 4 or more;
     2. no review row leaves the server (no Review object, no statement returning rows of
        reviews);
-    3. PostgreSQL counts: a statement of the cell returns that number (its rating filter
-       judged by what it returns, so ``rating > 3`` and ``rating >= 4`` are alike);
+    3. PostgreSQL counts: a statement of the cell returns that number;
     4. that statement starts from ``book.reviews.select()`` (the collection's criterion);
-    5. the session is closed (no connection left checked out).
+    5. its rating filter means "4 or more": judged by what it returns, re-run with the
+       book's id bound to another book whose ratings tell the filters apart (so ``rating
+       > 3``, ``>= 4`` and ``IN (4, 5)`` are alike, ``> 4`` and ``== 5`` are not);
+    6. the session is closed (no connection left checked out).
     """
     value_hint = "ex3 should be the number of book 5's reviews rated 4 or more, an int."
     if unanswered(3, answer, value_hint) or unrecorded(3, log):
@@ -175,9 +201,13 @@ async def ex3(answer: Any, log: Watched, *, engine: AsyncEngine, data: Dataset) 
         counts = [s for s, rows in results if rows == [(expected,)] and "count(" in s.sql]
         wrong_counts = [rows[0][0] for s, rows in results
                         if "count(" in s.sql and len(rows) == 1 and rows != [(expected,)]]
+        other, other_expected = _telling_book(data)
+        elsewhere = [(await _rerun(engine, s.sql, _for_book(s.sql, s.params, other)))
+                     for s in counts if _FROM_COLLECTION.search(s.sql)]
         evidence = (lambda v: True, "")
     except Exception as err:   # a verdict line, never a traceback
-        results, counts, wrong_counts = [], [], []
+        results, counts, wrong_counts, elsewhere = [], [], [], []
+        other, other_expected = 0, 0
         evidence = unavailable("running your statements again", err,
                                "If your cell ran without error, run this check again.")
     check(3, answer,
@@ -197,4 +227,10 @@ async def ex3(answer: Any, log: Watched, *, engine: AsyncEngine, data: Dataset) 
            "PostgreSQL counts, but your statement does not start from book.reviews.select(), "
            "as the prompt asks: load book 5 and let its write-only collection write the "
            "book's criterion."),
+          (lambda v: any(rows == [(other_expected,)] for rows in elsewhere),
+           f"PostgreSQL counts from book.reviews.select(), but your rating filter gives the "
+           f"right number for book 5 only by chance: run for book {other}, your statement "
+           f"counts {elsewhere[0][0][0] if elsewhere and elsewhere[0] else 'nothing'}, not its "
+           f"{other_expected} review(s) rated 4 or more. Keep the reviews whose rating is 4 "
+           "or more."),
           closed(log))
