@@ -32,7 +32,8 @@ def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
     Requirements, from the prompt:
     1. ``ex1`` is the average rating of the reviews of books published in 2000 or later;
     2. computed from ``Review`` objects, one per matching review;
-    3. filtered in the query (joined to ``Book``), so only the matching reviews are built;
+    3. filtered by the book's year in the query (a join to ``Book`` or an ``IN`` subquery),
+       so only the matching reviews are built;
     4. read from a server-side cursor;
     5. built in batches of 100;
     6. never more than two batches held at once;
@@ -56,8 +57,8 @@ def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
            "average computed by PostgreSQL."),
           (lambda v: built == len(ratings),
            f"the average is right, but your code built {built} Review objects for "
-           f"{len(ratings)} matching reviews: join Book in the query and filter there, so "
-           "only the matching reviews leave the server."),
+           f"{len(ratings)} matching reviews: filter by the book's year in the query (join "
+           "Book, or an IN subquery), so only the matching reviews leave the server."),
           (lambda v: log.streamed,
            "the average is right, but the reviews were buffered: read them through "
            "session.stream() or stream_scalars(), not execute() or scalars()."),
