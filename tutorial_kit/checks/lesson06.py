@@ -29,14 +29,26 @@ def _loaded(obj: Any, key: str) -> Any:
     return inspect(obj).dict.get(key)
 
 
+def _expired(objs: Sequence[Any]) -> set[str]:
+    """The column attributes still expired on any of ``objs``.
+
+    Relationships are left out: a reload by query does not reset the lazy ones either, and
+    reading one is a lazy load whether or not the commit expired it.
+    """
+    return {key for obj in objs for key in inspect(obj).expired_attributes
+            if key in inspect(obj).mapper.column_attrs}
+
+
 def ex1(answer: Any, log: QueryLog, *, books: Sequence[Any]) -> None:
     """The three expired books reloaded with exactly one SELECT from book, their prices read.
 
     Requirements, from the prompt:
     1. ``ex1`` is the three prices, in book-id order (999 each);
-    2. the three objects of ``ex1_books`` are reloaded (no longer expired), holding them;
-    3. exactly one statement after the commit,
-    4. a SELECT from book.
+    2. the three objects of ``ex1_books`` are reloaded, holding the new prices;
+    3. none of them is still expired: every column attribute reloaded, not ``price_cents``
+       only (no column in ``inspect(book).expired_attributes``), as the prompt says;
+    4. exactly one statement after the commit,
+    5. a SELECT from book.
     """
     value_hint = "ex1 should be the three prices read back after the commit, [999, 999, 999]."
     if unanswered(1, answer, value_hint):
@@ -48,6 +60,10 @@ def ex1(answer: Any, log: QueryLog, *, books: Sequence[Any]) -> None:
            "ex1 has the prices, but the three objects in ex1_books are still expired (reading "
            "book.price_cents still raises MissingGreenlet): your code read the prices "
            "without reloading those objects. Query the Book objects again in this session."),
+          (lambda v: not _expired(books),
+           "the prices are reloaded, but the three objects still have expired attributes "
+           f"({', '.join(sorted(_expired(books)))}): reading them is IO again. Reload the "
+           "whole objects, not only price_cents, so none of them stays expired."),
           (lambda v: log.count == 1,
            f"the three books are reloaded, but your code sent {log.count} statement(s) after "
            "the commit, not 1: reload all three together instead of one at a time."),
