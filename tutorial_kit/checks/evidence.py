@@ -174,6 +174,8 @@ class Watched(QueryLog):
     #: handed back during it (a dropped, unclosed connection: detached, not checked in).
     checked_out_after: int | None = None
     collected: int = 0
+    #: Per COMMIT on a connection of the engine: how many statements were sent before it.
+    commits: list[int] = field(default_factory=list)
     engine: AsyncEngine | None = None
 
     def of(self, cls: type) -> list[Loaded]:
@@ -249,6 +251,9 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
         def detached(*_args: Any) -> None:
             seen.collected += 1
 
+        def committed(_conn: Any) -> None:
+            seen.commits.append(len(seen.statements))
+
         hooks: list[tuple[Any, str, Callable[..., None]]] = [
             (engine.sync_engine, "before_execute", executed),
             (engine.sync_engine, "before_cursor_execute", sent),
@@ -257,6 +262,7 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
             (Session, "loaded_as_persistent", loaded),
             (Session, "after_flush", flushed),
             (engine.sync_engine.pool, "detach", detached),
+            (engine.sync_engine, "commit", committed),
         ]
         for target, name, fn in hooks:
             event.listen(target, name, fn)
