@@ -16,6 +16,7 @@ from sqlalchemy.sql import Insert
 
 from tutorial_kit.checks.evidence import (
     Watched,
+    closed,
     inserts,
     primary_key,
     rows,
@@ -48,7 +49,9 @@ async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     6. in one session, by one flush of the whole graph;
     7. one ``INSERT`` for the author and one for both books;
     8. no ``SELECT``: the ids come back with the INSERTs (``RETURNING``);
-    9. the session is closed afterwards (its objects are detached).
+    9. PostgreSQL generated the ids: no INSERT names the ``id`` column;
+    10. nothing changed after the insert (no ``UPDATE`` or ``DELETE`` sent);
+    11. the session is closed afterwards (its objects are detached).
     """
     if unanswered(1, answer, EX1_SHAPE) or unrecorded(1, log):
         return
@@ -94,6 +97,12 @@ async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
           (lambda v: not any(s.lstrip().upper().startswith("SELECT") for s in sql),
            "the ids come back with the INSERTs (RETURNING): read them from the objects after "
            "the flush instead of querying them again."),
+          (lambda v: not any("id" in _inserted_columns(s) for s in sql),
+           "the rows are right, but your code chose the ids itself: leave id unset on the "
+           "objects, so PostgreSQL generates them and the flush reads them back."),
+          (lambda v: not any(s.lstrip().upper().startswith(("UPDATE", "DELETE")) for s in sql),
+           "the rows are right, but your cell changed them after the insert (an UPDATE or "
+           "DELETE went out): build the objects with their final values, flush once, commit."),
           (lambda v: all(inspect(o).detached for o in flushed),
            "the rows are right, but your session is still open and holds its objects: open it "
            "with `async with Session() as session:`, so that it closes when the block ends."))
@@ -110,11 +119,13 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
        ``insert()`` on the mapped class with the list of dicts as its parameters (not
        ``Review.__table__``, not a Core connection, not ``.values(rows)``);
     4. one ``INSERT INTO review``, without ``RETURNING`` (nothing sent back);
-    5. a query counted the rows after the insert (``select(func.count())`` or any other
-       ``count(…)`` query: the prompt asks for a query, not for that spelling).
+    5. a query counted the rows after the insert was committed (``select(func.count())``
+       or any other ``count(…)`` query: the prompt asks for a query, not for that spelling);
+    6. no connection is left checked out (the session is closed).
 
     Not judged: whether ``ex2`` is that query's result or ``len()`` of the list once the
-    query ran (the capture log holds statements, not the rows they returned).
+    query ran (the capture log holds statements, not the rows they returned; the red
+    team's "count sent, ex2 = len(ex2_rows)" is therefore not in the suite).
     """
     if unanswered(2, answer, EX2_VALUE) or unrecorded(2, log):
         return
@@ -129,7 +140,8 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
             and len(r.parameters) == EX2_ROWS]
     sql = log.sql()
     sent = [i for i, s in enumerate(sql) if s.startswith("INSERT INTO review")]
-    after_insert = sql[sent[0] + 1:] if sent else []
+    committed_at = [c for c in log.commits if sent and c > sent[0]]
+    after_commit = sql[committed_at[0]:] if committed_at else []
     check(2, answer,
           (lambda v: v == EX2_ROWS and isinstance(v, int), EX2_VALUE),
           (lambda v: in_table == EX2_ROWS,
@@ -140,8 +152,10 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
            f"your cell sent {len(sent)} INSERT statement(s), or one with RETURNING: "
            "send the whole list of dicts as one ORM bulk INSERT, as in the section '2. ORM bulk: "
            "session.execute(insert(Model), list_of_dicts)' above."),
-          (lambda v: any("count(" in s.lower() for s in after_insert),
-           "count the rows with a query after the insert, not with len()."))
+          (lambda v: any("count(" in s.lower() for s in after_commit),
+           "count the rows with a query once the insert is committed (not with len(), and "
+           "not inside the transaction before its commit)."),
+          closed(log))
 
 
 def _bulk_hint(orm_inserts: list[Any], flushed: list[tuple[int, list[Any]]]) -> str:
@@ -163,3 +177,11 @@ def _bulk_hint(orm_inserts: list[Any], flushed: list[tuple[int, list[Any]]]) -> 
                 "renders one multi-row VALUES, not the ORM bulk mode)")
     return (intro + what + ": session.execute(insert(Review), list_of_dicts) is the ORM bulk "
             "INSERT.")
+
+
+def _inserted_columns(sql: str) -> list[str]:
+    """The columns an ``INSERT INTO t (a, b) …`` names (``[]`` for any other statement)."""
+    if not sql.lstrip().upper().startswith("INSERT"):
+        return []
+    head = sql.split("(", 1)[1].split(")", 1)[0] if "(" in sql else ""
+    return [c.strip().strip('"').lower() for c in head.split(",")]
