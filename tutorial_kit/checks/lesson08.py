@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import event, orm, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.checks.evidence import scalars
+from tutorial_kit.checks.evidence import plain, scalars
 from tutorial_kit.exercises import Rule, check, unanswered, unavailable
 from tutorial_kit.seed import Dataset
 from tutorial_kit.sql_capture import QueryLog
@@ -29,7 +29,11 @@ from tutorial_kit.sql_capture import QueryLog
 DELAY = 0.05        # the seconds each exercise asks SLOW_QUERY to wait
 SLEEP = re.compile(r"\bpg_sleep\(")
 BOOK_QUERY = re.compile(r"\bFROM book\b")
-BY_BOOK_ID = re.compile(r"\bORDER BY book\.id\b(?! DESC)")
+#: The titles query orders by the book's id (``book.id`` or a bare ``id``), ascending …
+BY_BOOK_ID = re.compile(r"\bORDER BY (book\.)?id\b(?!\s+DESC)", re.I)
+#: … or fetches the id beside the titles, for the learner to sort by in Python.
+FETCHES_ID = re.compile(r"^\s*SELECT\b(?:(?!\bFROM\b).)*(?<![\w.])(book\.)?id\b.*\bFROM book\b",
+                        re.I | re.S)
 #: Which of the given server processes are still connected (a closed connection's is gone).
 LIVE = text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)")
 
@@ -67,22 +71,12 @@ def session_calls() -> Iterator[list[Call]]:
         event.remove(orm.Session, "do_orm_execute", record)
 
 
-def awaited(number: int, what: str) -> Rule:
-    """A first rule: an awaitable or an exception object is not yet the answer."""
-    def test(answer: Any) -> bool:
-        return not (inspect.isawaitable(answer) or isinstance(answer, BaseException))
-    return (test, f"ex{number} is {what}.")
-
-
-def not_awaited_hint(number: int, answer: Any) -> str:
-    if inspect.iscoroutine(answer):
-        return (f"a coroutine object: you called an async function without await, so "
-                f"nothing ran yet. Await it and set ex{number} to its result")
-    if inspect.isawaitable(answer):
-        return (f"an awaitable ({type(answer).__name__}), not its result: await it and set "
-                f"ex{number} to what it returns")
-    return (f"an exception object ({type(answer).__name__}), not a result: let the error "
-            "show, and fix what raised it")
+def awaited(number: int, answer: Any) -> Rule:
+    """A first rule: a task or future not awaited (``asyncio.gather(...)`` alone) is not
+    its result. (An un-awaited coroutine is named before any rule runs.)"""
+    return (lambda v: not inspect.isawaitable(v),
+            f"ex{number} is an awaitable ({type(answer).__name__}), not its result: await it "
+            f"and set ex{number} to what it returns.")
 
 
 def by_session(calls: list[Call]) -> list[list[Call]]:
@@ -126,8 +120,10 @@ def ex1(answer: Any, *, log: QueryLog, calls: list[Call], data: Dataset) -> None
     The prompt's requirements, one rule each:
 
     1. one list of titles per author, in ``AUTHOR_IDS`` order, each ordered by
-       ``Book.id`` (compared with ``data``); the query itself says ``ORDER BY book.id``;
-    2. every statement ran through a session (not a bare ``engine.connect()``);
+       ``Book.id`` (compared with ``data``); the order is the code's, not the server's
+       chance: the query orders by the id, or fetches it for Python to sort by;
+    2. every statement ran through a session on the notebook's ``engine`` (not a bare
+       ``engine.connect()``, not a session bound to another engine);
     3. one session per author: as many sessions as authors;
     4. each session awaits ``SLOW_QUERY`` first, then loads the titles;
     5. with ``{"seconds": 0.05}``;
@@ -147,11 +143,17 @@ def ex1(answer: Any, *, log: QueryLog, calls: list[Call], data: Dataset) -> None
     delays = [s for c in calls if SLEEP.search(c.sql) for s in seconds_asked(c.params)]
     open_sessions = [s for s in sessions if s[0].session.in_transaction()]
     check(1, answer,
-          awaited(1, not_awaited_hint(1, answer)),
+          plain(1, answer),
+          awaited(1, answer),
           (lambda v: [list(titles) for titles in v] == expected, hint),
-          (lambda v: all(BY_BOOK_ID.search(sql) for sql in book_sql),
-           "the titles are right, but the query that loads them has no ORDER BY book.id: "
-           "without it, the order is whatever the table's storage gives. Order by Book.id."),
+          (lambda v: all(BY_BOOK_ID.search(sql) or FETCHES_ID.search(sql) for sql in book_sql),
+           "the titles are right, but the query that loads them neither orders by Book.id nor "
+           "fetches the id to sort by: the order you got is the order the server happened to "
+           "return, which nothing promises. Order by Book.id."),
+          (lambda v: log.count >= in_sessions,
+           f"{in_sessions - log.count} of your sessions' statements did not run on the "
+           "notebook's engine (the scaffold records only `engine`): open each task's session "
+           "with the notebook's Session(), which is bound to it."),
           (lambda v: in_sessions > 0 and in_sessions == log.count,
            f"{log.count - in_sessions} of the {log.count} statements ran outside any "
            "session (a bare connection, or none at all): do each task's work inside its own "
@@ -192,7 +194,9 @@ async def ex2(answer: Any, *, log: QueryLog, data: Dataset, engine: AsyncEngine)
     4. the engine left as it is: every report ran on a connection of the engine's own
        pool, still connected after the cell (a pool swapped in and disposed leaves
        server processes that are gone);
-    5. at most two in flight at once, and 6. two, not one after another.
+    5. at most two in flight at once, and 6. two, not one after another;
+    7. each report in a session of its own (the default ``Session``): the reports
+       ran on more than one server connection.
     """
     hint = "ex2 should be a list of Report results, one per author, in AUTHOR_IDS order."
     if unanswered(2, answer, hint):
@@ -214,7 +218,8 @@ async def ex2(answer: Any, *, log: QueryLog, data: Dataset, engine: AsyncEngine)
                                      err, hint))
         return
     check(2, answer,
-          awaited(2, not_awaited_hint(2, answer)),
+          plain(2, answer),
+          awaited(2, answer),
           (lambda v: [r.author_id for r in v] == author_ids
            and all(r.books == books[r.author_id] for r in v), hint),
           (lambda v: log.count == 2 * len(author_ids),
@@ -230,4 +235,7 @@ async def ex2(answer: Any, *, log: QueryLog, data: Dataset, engine: AsyncEngine)
           (lambda v: peak <= 2,
            f"{peak} statements were in flight at once; at most two reports may run at a time."),
           (lambda v: peak == 2,
-           "the reports ran one after another: run them concurrently, two at a time."))
+           "the reports ran one after another: run them concurrently, two at a time."),
+          (lambda v: len(pids) > 1,
+           "every report ran on one server connection, so they shared one session: call "
+           "report() without a session argument, so that each uses its default Session."))
