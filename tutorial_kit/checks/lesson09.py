@@ -12,7 +12,6 @@ warnings or its stderr hides nothing from the check.
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -21,22 +20,32 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tutorial_kit.checks.evidence import scalar
+from tutorial_kit.checks.evidence import bound_values, scalar
 from tutorial_kit.exercises import check, unanswered, unavailable
 from tutorial_kit.sql_capture import QueryLog
 
 #: Plain SQL, so the check does not spell out the ORM query the exercise asks for.
 COUNT_B = text("SELECT count(*) FROM b")
+READS_B = re.compile(r"\bFROM b\b")
 COUNTS_B = re.compile(r"\bcount\(.*\bFROM b\b", re.S)
 EX1_HINT = ("ex1 should be the number of rows in table b, counted by the database, with "
             "await on the notebook's engine.")
 
 
-def _not_a_number(number: int, answer: Any) -> str:
-    if inspect.iscoroutine(answer):
-        return (f"ex{number} is a coroutine object: you called an async function without "
-                "await, so nothing ran yet. Await the call and keep its result.")
-    return f"ex{number} is a {type(answer).__name__}, not a number. {EX1_HINT}"
+def _count_hint(answer: Any, runs: list[list[tuple[Any, ...]]], table: int) -> str:
+    """Why none of the learner's counting statements, run again, gives one row: ``ex1``."""
+    if not runs:
+        return ("the number is right, but none of your statements on b counts its rows: ex1 "
+                "must be the number the server's count() returns, not one that matches it "
+                "(a constant, max(id)). Send select(func.count()).select_from(B).")
+    if any(len(r) > 1 for r in runs):
+        return ("your counting statement returns one row per row of b (a window count): the "
+                "rows travel to Python. Let the server return the count as one row, with "
+                "select(func.count()).select_from(B).")
+    got = sorted({r[0][0] for r in runs if r and r[0]}, key=repr)
+    return (f"your counting statement, run again, returns {got}, but ex1 is {answer!r} and b "
+            f"has {table} rows: set ex1 to what the statement that counts every row of b "
+            "returns.")
 
 
 async def ex1(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
@@ -44,30 +53,40 @@ async def ex1(answer: Any, *, log: QueryLog, engine: AsyncEngine) -> None:
 
     The prompt's requirements, one rule each:
 
-    1. the number equals ``count(*)`` of table ``b`` (read here after their cell);
+    1. a number, equal to ``count(*)`` of table ``b`` (read here after their cell);
     2. asked of the database through the notebook's ``engine`` (no thread, no other
        engine): ``log`` holds a statement on ``b``;
-    3. counted by the server: that statement is a ``count(…) … FROM b``, not every
-       row fetched and counted in Python;
+    3. counted by the server, in one row: a ``count(…) … FROM b`` statement in ``log``
+       which, sent again here exactly as it went out, returns one row holding ``ex1``
+       (so a constant beside a discarded count, ``max(id)``, or a window count that
+       ships every row, are told apart from a count);
     4. no connection left open: none checked out of ``engine``'s pool.
     """
     if unanswered(1, answer, EX1_HINT):
         return
-    try:   # the expected answer, read after their cell
+    reads_b = [st for st in log.statements if READS_B.search(st.sql)
+               and st.sql.lstrip().upper().startswith(("SELECT", "WITH"))]
+    try:   # the expected answer, and each of their reads of b sent again, after their cell
         rows = await scalar(engine, COUNT_B)
+        async with engine.connect() as conn:
+            runs = [[tuple(r) for r in await conn.exec_driver_sql(
+                st.sql, tuple(bound_values(st.params)))] for st in reads_b]
     except Exception as err:
         check(1, answer, unavailable("counting the table", err, EX1_HINT))
         return
-    reads_b = [sql for sql in log.sql() if re.search(r"\bFROM b\b", sql)]
+    counts = [r for st, r in zip(reads_b, runs, strict=True) if COUNTS_B.search(st.sql)]
+    shipped = not counts and any(len(r) == rows > 1 for r in runs)
     check(1, answer,
-          (lambda v: isinstance(v, int) and not isinstance(v, bool), _not_a_number(1, answer)),
+          (lambda v: isinstance(v, int) and not isinstance(v, bool),
+           f"ex1 is a {type(answer).__name__}, not a number. {EX1_HINT}"),
           (lambda v: v == rows, f"the table has {rows} rows; ex1 should be that number."),
           (lambda v: reads_b,
            "the number is right, but no SELECT … FROM b went through `engine`: ask the "
            "database yourself, with await on the notebook's engine."),
-          (lambda v: any(COUNTS_B.search(sql) for sql in reads_b),
+          (lambda v: not shipped,
            "the number is right, but your SELECT fetched the rows of b and Python counted "
            "them: let the server count, with select(func.count()).select_from(B)."),
+          (lambda v: [(v,)] in counts, _count_hint(answer, counts, rows)),
           (lambda v: engine.pool.checkedout() == 0,
            f"{engine.pool.checkedout()} connection(s) of `engine` are checked out now: one "
            "opened without `async with` stays out until it is closed. Open it with `async "
