@@ -119,6 +119,8 @@ class OrmRun:
     is_orm_statement: bool
     #: The parameters passed beside the statement: a list of dicts for an ORM bulk INSERT.
     parameters: Any
+    #: True for a load a relationship loader ran (``selectinload``'s second SELECT…).
+    relationship_load: bool = False
 
 
 @dataclass
@@ -227,7 +229,8 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
 
         def orm_execute(state: ORMExecuteState) -> None:
             seen.orm.append(OrmRun(state.session.hash_key, state.statement,
-                                   state.is_orm_statement, state.parameters))
+                                   state.is_orm_statement, state.parameters,
+                                   state.is_relationship_load))
 
         def began(session: Session, *_args: Any) -> None:
             seen.sessions.add(session.hash_key)
