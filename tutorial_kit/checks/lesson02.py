@@ -12,15 +12,16 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex
 
-from tutorial_kit.checks.evidence import Watched, rows, scalars, unrecorded, watch
+from tutorial_kit.checks.evidence import Watched, closed, plain, rows, scalars, unrecorded, watch
 from tutorial_kit.exercises import check, unanswered, unavailable
-from tutorial_kit.sql_capture import QueryLog
 
 __all__ = ["ex1", "ex2", "watch"]
 
 EX1_VALUE = ("ex1 should be a tuple of two booleans, the column's timezone flag and its "
              "nullable flag, as the database has them now (the scaffold changed the column).")
-#: What the model says of review.edited_at: the answer of a cell that read the model.
+#: What the model says of review.edited_at: the answer of a cell that read the model. The
+#: scaffold makes the live column (False, True), a pair no other column of review has, and
+#: gives it a default, so "has no default" read by mistake gives (False, False).
 MODEL_SAYS = (True, True)
 EDITED_AT = text(
     "SELECT data_type = 'timestamp with time zone', is_nullable = 'YES' "
@@ -41,21 +42,36 @@ INDEX_SHAPE = text(
     "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
     "JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relname = :name AND n.nspname = current_schema()")
+# Its access method (a plain index is a B-tree) and whether it INCLUDEs other columns.
+INDEX_KIND = text(
+    "SELECT am.amname, i.indnatts <> i.indnkeyatts FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = :name AND n.nspname = current_schema()")
+REVIEW_COLUMNS = text(
+    "SELECT column_name FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = 'review'")
 CREATES_IT = re.compile(rf"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+{EX2_NAME}\b", re.I)
 
 
-async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
+async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     """Exercise 1: ``review.edited_at``'s timezone and nullable flags, read from the database.
 
     The prompt's requirements, one rule each:
 
     1. ``ex1`` is ``(timezone, nullable)`` as the live column has them: the scaffold changes
        the column behind the model's back, so the model's answer, a guess, or another
-       flag ("has no default") read by mistake is not it;
-    2. the cell asked the database: some statement it sent reads the catalog (through the
-       inspector, a reflected ``Table``, or a query on ``information_schema`` of its own).
+       flag ("has no default") read by mistake is not it, nor another column's pair;
+    2. both are booleans (not 0 and 1);
+    3. the cell asked the database: some statement it sent reads the catalog (through the
+       inspector, a reflected ``Table``, or a query on ``information_schema`` of its own);
+    4. no connection is left checked out.
+
+    Not judged: a cell that types in the right pair beside a catalog query made only for
+    show (the log holds no results); the pair is one no other column has, so only a cell
+    that read the scaffold's ALTER TABLE can type it in.
     """
-    if unanswered(1, answer, EX1_VALUE):
+    if unanswered(1, answer, EX1_VALUE) or unrecorded(1, log):
         return
     try:
         live = next(iter(await rows(engine, EDITED_AT)), None)
@@ -65,11 +81,15 @@ async def ex1(answer: object, log: QueryLog, engine: AsyncEngine) -> None:
     from_model = (f"{answer!r} is what the model says (Review.__table__), not what the database "
                   "has now: read the column from the live schema." if answer == MODEL_SAYS
                   else EX1_VALUE)
-    check(1, answer,
+    check(1, answer, plain(1, answer),
           (lambda v: isinstance(v, tuple) and live is not None and v == tuple(live), from_model),
+          (lambda v: all(isinstance(x, bool) for x in v),
+           "the values are right, but ex1 should hold two booleans (True/False), not numbers: "
+           "use the reflected type's timezone and the column's nullable flag as they are."),
           (lambda v: any(CATALOG.search(sql) for sql in log.sql()),
            "the value is right, but your cell asked the database nothing: read the columns from "
-           "the live schema, with inspect() inside conn.run_sync."))
+           "the live schema, with inspect() inside conn.run_sync."),
+          closed(log, "connection"))
 
 
 async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaData) -> None:
@@ -80,12 +100,13 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaDat
     1. ``ex2`` is a sorted list of names with ``ix_review_rating`` in it;
     2. the index is committed: a new connection sees it;
     3. ``ex2`` is what the catalog holds for review (no name missing or made up);
-    4. the index is a plain one on ``review.rating`` alone: not unique, not partial, no
-       other column (ascending or descending: both serve "best first");
+    4. the index is a plain one on ``review.rating`` alone: a B-tree, not unique, not
+       partial, no other or included column (ascending or descending: both serve "best
+       first");
     5. it was made with SQLAlchemy, an ``Index`` and its ``create()`` (a ``CreateIndex``
        element reached the connection), not SQL text;
-    6. that ``Index`` belongs to a reflected table, not to the shared ``Base.metadata``
-       (``shared``);
+    6. that ``Index`` belongs to a table reflected from the live one (all its columns), not
+       to the shared ``Base.metadata`` (``shared``) nor to a ``Table`` written by hand;
     7. the names were read back from the database after the ``CREATE INDEX``.
     """
     if unanswered(2, answer, EX2_VALUE) or unrecorded(2, log):
@@ -93,6 +114,8 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaDat
     try:   # the catalog, seen from a new connection
         live = sorted(await scalars(engine, REVIEW_INDEXES))
         shape = next(iter(await rows(engine, INDEX_SHAPE, {"name": EX2_NAME})), None)
+        kind = next(iter(await rows(engine, INDEX_KIND, {"name": EX2_NAME})), None)
+        columns = set(await scalars(engine, REVIEW_COLUMNS))
     except Exception as err:  # the server is gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("reading the catalog", err, EX2_VALUE))
         return
@@ -114,6 +137,10 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaDat
            and list(shape[2]) == ["rating"],
            f"{EX2_NAME} is not a plain index on review.rating alone (it is unique, partial, or "
            "covers other columns): build Index(name, <the reflected table>.c.rating)."),
+          (lambda v: kind is not None and kind[0] == "btree" and not kind[1],
+           f"{EX2_NAME} is on review.rating, but it is not a plain index (another access "
+           "method, such as hash, or INCLUDEd columns): build Index(name, <the reflected "
+           "table>.c.rating) with no other options."),
           (lambda v: bool(created),
            f"{EX2_NAME} exists, but your cell did not create it with SQLAlchemy: build an Index "
            "on the reflected table's rating column and call its create() with the sync "
@@ -122,6 +149,11 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine, shared: MetaDat
            "your Index was built on the model's table, so it is now part of the shared "
            "Base.metadata for the rest of the kernel's life: build it on a Table reflected into "
            "a fresh MetaData() instead."),
+          (lambda v: all({c.name for c in index.table.columns} == columns
+                         for index in created),
+           "your Index was built on a Table written by hand, not on the live table: reflect "
+           "it with Table(\"review\", MetaData(), autoload_with=sync_conn), so it has the "
+           "columns the database has."),
           (lambda v: any(CATALOG.search(s) for s in after_create),
            "the index was created, but the names were not read back from the database after it: "
            "ask the inspector's get_indexes() inside conn.run_sync."))
