@@ -46,8 +46,10 @@ async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     4. …with each object's ``bs`` loaded up front (so ``a.bs`` is a plain attribute read)…
     5. …and ``ex1`` holds those objects' own strings, not typed or copied values;
     6. exactly two statements (``selectinload``; ``subqueryload`` too sends two for any
-       number of rows, so the prompt's "two statements" accepts it);
-    7. the session is closed afterwards (its objects are detached): no connection left open.
+       number of rows, so the prompt's "two statements" accepts it)…
+    7. …the second sent by a relationship loader, filling ``a.bs`` (not a ``SELECT 1``
+       padding a ``joinedload``, nor a plain query whose B's are put into ``a.bs`` by hand);
+    8. the session is closed afterwards (its objects are detached): no connection left open.
     """
     if unanswered(1, answer, EX1_VALUE) or unrecorded(1, log):
         return
@@ -80,6 +82,10 @@ async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
           (lambda v: log.count == 2,
            f"the value is right, but your cell sent {log.count} statement(s), not 2: load "
            "every A's bs up front with the loader option the lesson used."),
+          (lambda v: any(run.relationship_load for run in log.orm),
+           "the value is right, but no loader option of your query loaded the bs: put the "
+           "loader option the lesson used on select(A), so the ORM sends the second statement "
+           "and fills a.bs itself."),
           (lambda v: all(inspect(a).detached for a in loaded),
            "the value is right, but the A objects are still in an open session, which holds "
            f"a connection: {CLOSE_SESSION}"))
@@ -96,12 +102,13 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
     3. …each with two ``b`` rows;
     4. they were saved as ORM objects: the ids are those of ``A`` objects a flush inserted
        (a Core or ORM-bulk ``insert()`` makes no objects);
-    5. one flush inserted all six objects, in one session;
+    5. one flush inserted all six objects (no other), in one session;
     6. that flush sent one ``INSERT INTO a`` and one ``INSERT INTO b``;
-    7. the session is closed afterwards (its objects are detached).
+    7. nothing changed after it ("commit once": no ``UPDATE`` or ``DELETE`` sent);
+    8. the session is closed afterwards (its objects are detached).
 
     Not a requirement: how many ``add()``/``add_all()`` calls put the graph in the session
-    (the flush is the same).
+    (the flush is the same; the prompt names ``add_all()`` only as an example).
     """
     if unanswered(2, answer, EX2_SHAPE) or unrecorded(2, log):
         return
@@ -120,6 +127,15 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
     flushed_ids = [primary_key(a) for a in flushed if table_name(a) == "a"]
     sent = inserts(log)
     committed = all(i in a_data for i in ids)
+    tables = [table_name(o) for o in flushed]
+    extra = [i for i in flushed_ids if i not in ids]
+    flush_hint = (
+        f"the rows are there, but your cell ran {len(flushes)} flushes that inserted objects: "
+        "build the whole graph first, add it, then commit once, so one flush saves all six "
+        "objects." if len(flushes) != 1 else
+        f"the rows are there, but your flush inserted {tables.count('a')} A and "
+        f"{tables.count('b')} B objects, not 2 and 4 (ids of the A rows ex2 does not list: "
+        f"{extra}): save only the two A's and their four B's.")
     check(2, answer,
           (lambda v: len(ids) == 2 and len(v) == 2, EX2_SHAPE),
           (lambda v: committed or not all(i in flushed_ids for i in v),
@@ -133,13 +149,14 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
            "the rows are there, but no A objects of yours were flushed with those ids: create "
            "A(...) objects with their bs, add them to one session and commit (an insert() "
            "statement makes rows, not objects)."),
-          (lambda v: len(flushes) == 1 and len(flushed) == 6,
-           f"the rows are there, but your cell ran {len(flushes)} flush(es) that inserted "
-           "objects: build the whole graph first, add it, then commit once, so one flush "
-           "saves all six objects."),
+          (lambda v: len(flushes) == 1 and len(flushed) == 6, flush_hint),
           (lambda v: sent == ["INSERT INTO a", "INSERT INTO b"],
            f"the rows are there, but the INSERTs were {sent}: add the whole graph, "
            "then commit once, so one flush batches each table."),
+          (lambda v: not any(s.lstrip().upper().startswith(("UPDATE", "DELETE"))
+                             for s in log.sql()),
+           "the rows are there, but your cell changed them after the insert (an UPDATE or "
+           "DELETE went out): set every value before the one commit."),
           (lambda v: all(inspect(o).detached for o in flushed),
            f"the rows are there, but your session is still open and holds its objects: "
            f"{CLOSE_SESSION}"))
