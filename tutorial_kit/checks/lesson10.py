@@ -12,7 +12,6 @@ really set, so a silenced warning does not pass for a set option.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -158,11 +157,7 @@ async def ex1(answer: Any, *, run_exercise: RunExercise,
        left behind, and deletes any, so the learner can try again).
     """
     if not (isinstance(answer, str) and "def session(" in answer):
-        hint = EX1_HINT
-        if inspect.iscoroutine(answer):
-            hint = ("ex1 is a coroutine object: the fixture's source is a string, not a call. "
-                    + EX1_HINT)
-        check(1, answer, (lambda v: isinstance(v, str) and "def session(" in v, hint))
+        check(1, answer, (lambda v: isinstance(v, str) and "def session(" in v, EX1_HINT))
         return
     try:
         try:
