@@ -13,7 +13,6 @@ registry and the pool after each.
 # ``Annotated[..., Depends(dependency)]`` at runtime, and ``dependency`` is a local name.
 
 import asyncio
-import inspect
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_scoped_session,
     close_all_sessions,
 )
+from sqlalchemy.orm import FromStatement
 
 from tutorial_kit.checks.evidence import rows
 from tutorial_kit.exercises import check, describe, unanswered, unavailable
@@ -45,10 +45,13 @@ EX2_HINT = "ex2 should be an async generator function that yields request.app.st
 FAILED_ON_PURPOSE = "ex2: the endpoint failed on purpose"
 #: An author the learner never saw, added for the call and removed after it: an answer
 #: that hard-codes the seed's ids, its size or "every author has books" loses it.
+#: Its id is far above the seed's (a cap like ``Author.id < 1000`` misses it), yet an int4.
 EXTRA_AUTHOR = text("INSERT INTO author (id, name, country) "
-                    "VALUES ((SELECT max(id) + 1 FROM author), 'Aaron Unpublished', 'NL') "
-                    "RETURNING id")
+                    "VALUES (2000000000 + (SELECT max(id) FROM author), 'Aaron Unpublished', "
+                    "'NL') RETURNING id")
 DROP_AUTHOR = text("DELETE FROM author WHERE id = :id")
+#: A row limit on the authors' SELECT: "all authors" has none.
+LIMITED = re.compile(r"\b(LIMIT|OFFSET|FETCH)\b")
 FROM_BOOK = re.compile(r"\bbook\b")
 AUTHORS_BY_ID = re.compile(r"\bORDER BY author\.id\b(?! DESC)")
 
@@ -91,6 +94,26 @@ def endpoint_error(err: BaseException) -> str:
     return f"the endpoint raised {said}. {EX1_HINT}"
 
 
+def json_hint(response: httpx.Response | None, expected: list[dict[str, Any]],
+              extra: int) -> str:
+    """What differs between the endpoint's JSON and the tables: authors missing, or order."""
+    try:
+        got = [a.get("id") for a in response.json()] if response is not None else []
+    except Exception:   # not JSON, or not a list of objects: the generic hint says enough
+        got = []
+    missing = [a["id"] for a in expected if a["id"] not in got]
+    if missing:
+        added = " (among them the one the check added, with no books)" if extra in missing else ""
+        return (f"{len(missing)} author(s) missing from the JSON{added}: \"all authors\" "
+                "means no filter, no cap and no hard-coded ids, whatever the table holds.")
+    if sorted(got, key=repr) == sorted((a["id"] for a in expected), key=repr) \
+            and got != [a["id"] for a in expected]:
+        return ("the authors came back, but not in id order: order them in the query, with "
+                "order_by(Author.id).")
+    return ("every author in id order, each with their books in id order: the JSON differs "
+            "from the tables.")
+
+
 async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], in_process: InProcess,
               engine: AsyncEngine) -> None:
     """A ``select()`` of every author with their books, in two statements.
@@ -107,10 +130,10 @@ async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], in_process:
     5. the authors' order comes from the query: the first has ``ORDER BY author.id``.
     """
     if not isinstance(answer, Select):
-        hint = "ex1 should be a select() statement."
-        if inspect.iscoroutine(answer):
-            hint = ("ex1 is a coroutine object: you called an async function without await. "
-                    "The endpoint runs the statement itself: " + hint)
+        hint = "ex1 should be a select() statement, built with select(Author)."
+        if isinstance(answer, FromStatement):
+            hint = ("ex1 wraps text SQL with from_statement(): the prompt asks for a select() "
+                    "statement, built with select(Author) and its methods, not SQL text.")
         check(1, answer, (lambda v: isinstance(v, Select), hint))
         return
     error: BaseException | None = None
@@ -148,14 +171,14 @@ async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], in_process:
           (lambda v: error is None, endpoint_error(error) if error else ""),
           (lambda v: response is not None and response.status_code == 200,
            f"the endpoint answered {answered}. {EX1_HINT}"),
-          (lambda v: response.json() == expected,
-           "every author in id order, each with their books in id order. The check adds an "
-           "author with no books for its call, so the statement must not count on the "
-           "seeded ids, their number, or every author having books."),
+          (lambda v: response.json() == expected, json_hint(response, expected, extra)),
           (lambda v: len(sql) == 2 and FROM_BOOK.search(sql[1])
            and not FROM_BOOK.search(sql[0]),
            f"right JSON, but {len(sql)} statement(s): one SELECT for the authors and one for "
            "all their books, two in all."),
+          (lambda v: not LIMITED.search(sql[0]),
+           "the authors' SELECT has a LIMIT (or OFFSET): the endpoint lists every author, "
+           "however many there are, so leave the row limit out."),
           (lambda v: AUTHORS_BY_ID.search(sql[0]),
            "the authors' order must come from the query (ORDER BY Author.id), not from the "
            "table's physical order."))
