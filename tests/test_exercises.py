@@ -114,6 +114,17 @@ def trial_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[tuple[str, s
     return nb, expected
 
 
+@pytest.mark.parametrize("path", LESSONS, ids=IDS)
+def test_each_exercise_has_three_wrong_and_two_valid_answers(path: Path) -> None:
+    """The red team's floor: a check is tried on more than the answers its author thought of."""
+    numbers = [ex.number for ex in exercises(nbformat.read(path, as_version=4).cells)]
+    wrong = answers(WRONG_DIR, path, required=True)
+    valid = answers(VALID_DIR, path, required=True)
+    short = [f"exercise {n}: {len(wrong.get(n, []))} wrong, {len(valid.get(n, []))} valid"
+             for n in numbers if len(wrong.get(n, [])) < 3 or len(valid.get(n, [])) < 2]
+    assert not short, f"{path.stem} needs ≥ 3 wrong and ≥ 2 valid answers: {short}"
+
+
 @pytest.mark.notebooks
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", LESSONS, ids=IDS)
