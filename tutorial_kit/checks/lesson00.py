@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import Callable
@@ -25,9 +26,13 @@ from tutorial_kit.exercises import check, describe, unanswered, unavailable
 __all__ = ["ex1", "ex2", "watch"]
 
 WORDS = ("async", "orm", "postgres")
-#: A word the learner never saw: the check runs their function on it. Python's upper()
-#: makes "ß" "SS"; PostgreSQL's (libc locales) keeps it, so a copy of str.upper() shows.
+#: A word the learner never saw: the check runs their function on it. Whether the server's
+#: upper() spells "ß" like Python's depends on the provider (libc keeps it; ICU and
+#: PostgreSQL 18's PG_UNICODE_FAST make it "SS", as Python does), so no word tells them
+#: apart everywhere: the check passes a ``_Probe`` instead (below).
 FRESH_WORD = "straße"
+#: How long the check waits for the learner's ``server_upper(FRESH_WORD)``.
+CALL_TIMEOUT = 10.0
 EX1_VALUE = "ex1 should be the database's name, a str"
 EX2_VALUE = 'ex2 should be ["ASYNC", "ORM", "POSTGRES"]'
 # The name as the server knows it, read from this connection's row in pg_stat_activity
@@ -79,9 +84,11 @@ async def ex2(answer: object, log: Watched, server_upper: object,
     3. the cell sent one statement per word through ``engine``, each calling ``upper()``
        as code, with its word (not the capitals) as a bound parameter, in any order (so
        ``asyncio.gather`` is as good as a loop);
-    4. run by the check on a word it never saw ("straße", whose capitals PostgreSQL and
-       Python spell differently), ``server_upper(word)`` sends one such statement and
-       returns what that statement returns (the check runs the statement again itself);
+    4. run by the check on a word it never saw ("straße", passed as a ``str`` whose own
+       ``upper()`` is marked, so Python's capitals never pass for the server's, whatever
+       its collation provider), ``server_upper(word)`` returns within 10 seconds, sends one
+       such statement and returns what that statement returns (the check runs the
+       statement again itself);
     5. no connection of ``engine`` is left checked out, also by ``server_upper``.
 
     Not judged: a cell whose ``server_upper`` is right but whose ``ex2`` is built with
@@ -110,6 +117,20 @@ async def ex2(answer: object, log: Watched, server_upper: object,
           (lambda v: rerun is None, rerun or ""))
 
 
+class _Probe(str):
+    """The fresh word, whose Python ``upper()`` gives what no server's ``upper()`` does.
+
+    The server sees a plain string (the driver sends its text), so the statement's answer
+    is the provider's own; a ``server_upper`` that returns ``word.upper()`` returns this
+    class's marked copy instead, and differs from it on every provider.
+    """
+
+    __slots__ = ()
+
+    def upper(self) -> str:
+        return f"{str.upper(self)} (Python's str.upper())"
+
+
 def _word_bound(params: Any) -> str:
     """The one word of ``WORDS`` bound to a statement, or ``""``."""
     words = [v for v in bound_values(params) if v in WORDS]
@@ -126,7 +147,12 @@ async def _run_on_fresh_word(server_upper: object, engine: AsyncEngine) -> str |
     event.listen(*listener)
     try:
         with watch(engine, keep=False) as log:
-            result = await call(FRESH_WORD)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                result = await call(_Probe(FRESH_WORD))
+    except TimeoutError:
+        return (f"the check called server_upper({FRESH_WORD!r}) and it had not returned after "
+                f"{CALL_TIMEOUT:.0f} seconds: it should send one statement and return its "
+                "result, not wait for anything else.")
     except Exception as err:
         return (f"the check called server_upper({FRESH_WORD!r}) and it raised {describe(err)}: "
                 "it should take only the word, and open its own connection from `engine`.")
@@ -150,6 +176,10 @@ async def _run_on_fresh_word(server_upper: object, engine: AsyncEngine) -> str |
                 sent[0], tuple(bound_values(log.statements[0].params)))).scalar()
     except Exception:
         server_says = result
+    if isinstance(result, str) and result == _Probe(FRESH_WORD).upper():
+        return (f"the check called server_upper({FRESH_WORD!r}) and it returned Python's "
+                "word.upper(), not what its statement returns: return the value the server "
+                "sends back.")
     if result != server_says:
         return (f"the check called server_upper({FRESH_WORD!r}) and got {result!r}, but its "
                 f"statement returns {server_says!r}: return the value the server sends back.")
