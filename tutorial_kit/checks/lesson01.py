@@ -134,8 +134,9 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
         "build the whole graph first, add it, then commit once, so one flush saves all six "
         "objects." if len(flushes) != 1 else
         f"the rows are there, but your flush inserted {tables.count('a')} A and "
-        f"{tables.count('b')} B objects, not 2 and 4 (ids of the A rows ex2 does not list: "
-        f"{extra}): save only the two A's and their four B's.")
+        f"{tables.count('b')} B objects, not 2 and 4"
+        + (f" (ids of the A rows ex2 does not list: {extra})" if extra else "")
+        + ": save only the two A's and their four B's.")
     check(2, answer,
           (lambda v: len(ids) == 2 and len(v) == 2, EX2_SHAPE),
           (lambda v: committed or not all(i in flushed_ids for i in v),
