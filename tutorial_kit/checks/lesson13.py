@@ -11,10 +11,13 @@ scaffold's ``capture_sql`` log.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import warnings
+from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -23,16 +26,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tutorial_kit.exercises import check, describe, unanswered
 from tutorial_kit.pgbouncer import PgBouncer
-from tutorial_kit.sql_capture import QueryLog
+from tutorial_kit.sql_capture import QueryLog, Statement
 
 #: How asyncpg names a statement when nothing else names it: a per-process counter.
 COUNTER_NAME = "__asyncpg_stmt_"
 #: The name of this very query on the server (None when it is unnamed).
 OWN_NAME = text("SELECT name FROM pg_prepared_statements WHERE statement LIKE "
                 "'%pg_prepared_state%' AND prepare_time >= now()")
-#: Characters in which two names in a row must differ: a random part (a uuid has 32),
-#: not a counter, a clock reading or a process id, which another worker repeats.
-RANDOM_PART = 12
+#: Names the check makes in a row with the learner's name function.
+IN_A_ROW = 200
+#: At most this share of names in a row may begin their varying part alike: a counter or
+#: a clock changes its low digits from name to name and keeps its leading one (about 9
+#: pairs in 10 share it); a random part drawn for each name begins with a new character
+#: in all but about 1 pair in 16 (hex) or 10 (digits), and reaching one half by chance
+#: is beyond any run's odds (below 1e-30 for 199 pairs), so the verdict never flips.
+SEQUENTIAL = 0.5
+#: ``pg_sleep``'s argument in the asked query, written in the SQL or bound as a parameter.
+SLEEP = re.compile(r"pg_sleep\(\s*0*\.050*\s*(::\w+)?\s*\)")
 #: Names made on each side of a fork, and how long the child may take to make them.
 FORKED_NAMES, FORK_WAIT = 3, 5.0
 
@@ -92,21 +102,21 @@ async def checked_out(engine: AsyncEngine) -> tuple[Callable[[], Any] | None, An
     return cparams.get("prepared_statement_name_func"), name, autocommit
 
 
-def common_start(a: str, b: str) -> int:
-    """How many characters ``a`` and ``b`` share from their start."""
-    pairs = enumerate(zip(a, b, strict=False))
-    return next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+def sequential(names: list[str]) -> float:
+    """The share of names in a row whose varying part begins with the same character.
 
-
-def differing(names: list[str]) -> int:
-    """The fewest characters in which two names in a row differ (common ends left out)."""
-    fewest = None
-    for a, b in pairwise(names):
-        head = common_start(a, b)
-        tail = common_start(a[head:][::-1], b[head:][::-1])
-        width = max(len(a), len(b)) - head - tail
-        fewest = width if fewest is None else min(fewest, width)
-    return fewest or 0
+    The varying part is what follows the prefix nine names in ten share (all of them but
+    for a rare odd one, such as ``str(random.random())`` printed as ``8.5e-05``). A counter,
+    a clock reading (``time_ns()``, ``uuid1()``) or a counter after a process id keeps its
+    leading digit from one name to the next; a random part drawn for each name does not.
+    """
+    head = 0
+    while shared := Counter(n[:head + 1] for n in names if len(n) > head).most_common(1):
+        if shared[0][1] < 0.9 * len(names):
+            break
+        head += 1
+    pairs = list(pairwise(n[head:head + 1] for n in names))
+    return sum(a == b for a, b in pairs) / len(pairs) if pairs else 1.0
 
 
 async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
@@ -123,11 +133,17 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
        named statements failing);
     6. the statements the dialect prepares are named (read on the server by the check);
     7. not with asyncpg's per-process counter names;
-    8. with names no other process can make: a name function whose names differ in a
-       random part drawn for each name, not a counter, the clock or the process id, nor
-       a prefix drawn once per process;
+    8. with names no other process can make: 200 names in a row from the name function
+       are all different (a process id, a prefix drawn once repeat), and they are not a
+       sequence: the part after their common prefix does not keep its first character
+       from one name to the next, as a counter or a clock reading does (``sequential``);
     9. a worker process forked from this one makes other names (a generator seeded with
        a constant, a hash or ``uuid5`` of a counter look random and repeat there).
+
+    Told apart on purpose: a random part that comes after a counter or a clock reading
+    (``f"{time.time_ns()}_{uuid4()}"``) is refused, because the names then are a
+    sequence; the prompt asks for the random part first, after any fixed prefix. A
+    random part under 32 bits (the prompt asks for more) can repeat within 200 names.
     """
     through = (lambda e: isinstance(e, AsyncEngine) and bouncer is not None
                and e.url.port == bouncer.port,
@@ -144,7 +160,7 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
     if through[0](answer) and outcome is not None:
         try:
             func, name, autocommit = await checked_out(answer)
-            names = [str(func()) for _ in range(4)] if callable(func) else []
+            names = [str(func()) for _ in range(IN_A_ROW)] if callable(func) else []
             forked = forked_names(func) if callable(func) else None
         except Exception as err:  # a broken engine or name function: a hint, not a traceback
             failure = f"Checking out a connection of ex1 raised {describe(err)}. "
@@ -152,26 +168,35 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
           (lambda e: outcome is not None and many is not None,
            "The cell stopped before it tried the engine (ex1_outcome is None): run the whole "
            "cell without an error; the error it printed names what stopped it."),
+          (lambda e: failure or not autocommit,
+           "The engine runs in AUTOCOMMIT, where the section 'Statements outside a "
+           "transaction: AUTOCOMMIT' shows named statements failing: keep its transactions."),
           (lambda e: str(outcome).startswith("ok"),
            "The SELECT failed in the second transaction: a cache still hands out a statement "
            "prepared elsewhere."),
           (lambda e: str(many).startswith("ok"),
            "The executemany() failed in the second transaction: see the executemany column of "
            "the table in 'Fix 1: settings in connect_args'."),
-          (lambda e: not failure and not autocommit,
-           f"{failure}The engine runs in AUTOCOMMIT, where the section 'Statements outside a "
-           "transaction: AUTOCOMMIT' shows named statements failing: keep its transactions."),
+          (lambda e: not failure,
+           f"{failure}The check could not check out a connection of ex1 to read its "
+           "statement names: make sure the engine connects on its own, after the cell."),
           (lambda e: name is not None,
            "Its statements are unnamed: the exercise asks for named statements with unique "
            "names (a name function)."),
           (lambda e: not str(name).startswith(COUNTER_NAME),
            "Its statements get asyncpg's per-process counter names; give them unique names."),
-          (lambda e: len(set(names)) == len(names) > 0 and differing(names) >= RANDOM_PART,
-           f"Names in a row from your name function ({', '.join(names[:2])}) differ in "
-           f"{differing(names) if len(set(names)) > 1 else 0} character(s): only a counter, the "
-           "clock or the process id changes from name to name, and another worker process can "
-           "repeat them (one forked from this one keeps even a prefix drawn at random). Draw a "
-           "random part for each name, such as uuid.uuid4()."),
+          (lambda e: len(set(names)) == len(names) > 0,
+           f"Your name function made only {len(set(names))} different name(s) in "
+           f"{len(names)} calls ({', '.join(names[:2])}): a name that repeats in this "
+           "process (a process id, a prefix drawn once, a short random part) repeats in "
+           "another one too. Draw a random part of 32 bits or more for each name, such as "
+           "uuid.uuid4()."),
+          (lambda e: sequential(names) < SEQUENTIAL,
+           f"Names in a row from your name function ({', '.join(names[:3])}) form a "
+           "sequence: their varying part keeps its first character from one name to the "
+           "next, as a counter or a clock reading does, and another worker process can make "
+           "the same ones. Begin the varying part with a random part drawn for each name, "
+           "such as uuid.uuid4()."),
           (lambda e: forked is None or not set(forked[0]) & set(forked[1]),
            f"A worker process forked from this one made the same names as this one "
            f"({forked[0][0] if forked else ''}): your name function's sequence is fixed (a "
@@ -190,6 +215,23 @@ def in_flight(log: QueryLog) -> int:
     return peak
 
 
+def asked_query(statement: Statement) -> bool:
+    """Whether ``statement`` selects ``pg_backend_pid()`` after ``pg_sleep(0.05)``.
+
+    The 0.05 may be in the SQL (``text()``) or bound as a parameter (``func.pg_sleep(0.05)``
+    in a Core ``select``): both ask the server the same thing.
+    """
+    sql = statement.sql
+    if "pg_backend_pid()" not in sql or "pg_sleep(" not in sql:
+        return False
+    params = statement.params
+    values = (params.values() if isinstance(params, dict)
+              else params if isinstance(params, (list, tuple)) else ())
+    bound = any(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+                and float(v) == 0.05 for v in values)
+    return bool(SLEEP.search(sql)) or (bound and len(values) == 1)
+
+
 def ex2(answer: Any, *, log: QueryLog, bouncer: PgBouncer | None) -> None:
     """12 backend pids from 12 concurrent clients, each on its own connection through PgBouncer.
 
@@ -198,13 +240,14 @@ def ex2(answer: Any, *, log: QueryLog, bouncer: PgBouncer | None) -> None:
 
     1. ``ex2`` holds 12 pids;
     2. 12 statements ran through ``safe``, one per client;
-    3. each is the asked query, ``pg_backend_pid()`` after ``pg_sleep(0.05)``;
+    3. each is the asked query, ``pg_backend_pid()`` after ``pg_sleep(0.05)`` (the 0.05
+       written in the SQL or bound as a parameter, ``asked_query``);
     4. each client had its own connection;
     5. they ran at the same time: more queries were under way at once than PgBouncer has
        server connections, so some waited in its queue;
     6. the pids are PgBouncer's few server connections.
     """
-    asked = [s for s in log.sql() if "pg_backend_pid()" in s and "pg_sleep(0.05)" in s]
+    asked = [s for s in log.statements if asked_query(s)]
     pool = bouncer.pool_size if bouncer is not None else 0
     check(2, answer,
           (lambda v: isinstance(v, list) and len(v) == 12,
@@ -213,7 +256,8 @@ def ex2(answer: Any, *, log: QueryLog, bouncer: PgBouncer | None) -> None:
            f"{log.count} statement(s) ran through the safe engine: each of the 12 clients "
            "should run its own query there."),
           (lambda v: len(asked) == 12,
-           "Each client should run SELECT pg_backend_pid() FROM pg_sleep(0.05), the query "
+           f"{len(asked)} of the statements select pg_backend_pid() after pg_sleep(0.05): "
+           "each client should run SELECT pg_backend_pid() FROM pg_sleep(0.05), the query "
            "the exercise asks for."),
           (lambda v: len(log.connections()) == 12,
            f"The 12 queries ran on {len(log.connections())} connection(s): each client needs "
