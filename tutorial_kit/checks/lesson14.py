@@ -9,8 +9,10 @@ looks whether a second checkout reuses the first one's connection.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
@@ -24,23 +26,35 @@ from tutorial_kit.sql_capture import QueryLog
 
 PID = text("SELECT pg_backend_pid()")
 TERMINATE = text("SELECT pg_terminate_backend(:pid, 2000)")
-#: How long after pg_sleep(3) went out the next statement may start: 0.2 s asked, the rest
-#: is slack for the rollback, a new connection and a busy machine (0.6 s would be too long).
+#: How long after pg_sleep(3) went out its await may end: 0.2 s asked, the rest is slack
+#: for a busy machine (0.6 s would be too long). Measured to the moment the await was
+#: cancelled, so the rollback and the new connection that follow do not count.
 GAVE_UP_BY = 0.55
 
 
+@dataclass(frozen=True)
+class ErrorMet:
+    """What a failing statement raised, and when (``time.perf_counter()``, as the log)."""
+
+    error: BaseException
+    statement: str
+    at: float
+
+
 @contextmanager
-def errors_met(engine: AsyncEngine) -> Iterator[list[BaseException]]:
-    """Record what each failing statement on ``engine`` raised inside the block.
+def errors_met(engine: AsyncEngine) -> Iterator[list[ErrorMet]]:
+    """Record what each failing statement on ``engine`` raised inside the block, and when.
 
     Ex1's scaffold uses it: a client that gives up cancels the await
     (``CancelledError`` at the statement), a cancel asked of the server comes back
-    as the server's error; nothing else tells the two apart afterwards.
+    as the server's error; nothing else tells the two apart afterwards. The time is
+    taken as the error reaches SQLAlchemy, before any rollback or reconnect.
     """
-    met: list[BaseException] = []
+    met: list[ErrorMet] = []
 
     def record(context: Any) -> None:
-        met.append(context.original_exception)
+        met.append(ErrorMet(context.original_exception, str(context.statement or ""),
+                            time.perf_counter()))
 
     event.listen(engine.sync_engine, "handle_error", record)
     try:
@@ -50,7 +64,7 @@ def errors_met(engine: AsyncEngine) -> Iterator[list[BaseException]]:
 
 
 def ex1(answer: Any, *, seen: list[str], time: Timing, log: QueryLog,
-        errors: list[BaseException] | None = None) -> None:
+        errors: list[ErrorMet] | None = None) -> None:
     """42 from ``SELECT 42`` in the same session, after a time-boxed ``pg_sleep(3)``.
 
     ``seen`` is the SQL that ran through ``ex1_session``, ``time`` the cell's
@@ -64,8 +78,9 @@ def ex1(answer: Any, *, seen: list[str], time: Timing, log: QueryLog,
        usable again (without that, it raises ``PendingRollbackError``);
     5. no server setting or other query did the work: those two are the only
        statements sent on the engine;
-    6. the client gave up after about 0.2 s: the next statement started within
-       ``GAVE_UP_BY`` of the sleep;
+    6. the client gave up after about 0.2 s: the sleep's await ended (the error it met,
+       ``errors``) within ``GAVE_UP_BY`` of its start (the next statement's start when
+       no error was recorded);
     7. the client gave up, not the server: the sleep's await was cancelled
        (``CancelledError`` at the statement), not ended by the server's error (a
        ``pg_cancel_backend`` sent from another engine).
@@ -80,10 +95,13 @@ def ex1(answer: Any, *, seen: list[str], time: Timing, log: QueryLog,
     others = [s for s in log.sql() if "pg_sleep(3)" not in s and "42" not in s]
     sent = log.statements
     slept = next((i for i, s in enumerate(sent) if "pg_sleep(3)" in s.sql), None)
-    waited = (sent[slept + 1].started - sent[slept].started
-              if slept is not None and slept + 1 < len(sent) else None)
-    cancelled = any(isinstance(e, asyncio.CancelledError) for e in errors or [])
-    server = next((e for e in errors or [] if not isinstance(e, asyncio.CancelledError)), None)
+    ended = next((m.at for m in errors or [] if "pg_sleep(3)" in m.statement), None)
+    if ended is None and slept is not None and slept + 1 < len(sent):
+        ended = sent[slept + 1].started
+    waited = ended - sent[slept].started if slept is not None and ended is not None else None
+    met = [m.error for m in errors or []]
+    cancelled = any(isinstance(e, asyncio.CancelledError) for e in met)
+    server = next((e for e in met if not isinstance(e, asyncio.CancelledError)), None)
     check(1, answer,
           (lambda v: v == 42, "ex1 should be the 42 that SELECT 42 returns."),
           (lambda v: sleep is not None, "Run SELECT pg_sleep(3) in ex1_session first."),
@@ -98,8 +116,8 @@ def ex1(answer: Any, *, seen: list[str], time: Timing, log: QueryLog,
            "pg_sleep(3) and SELECT 42 should be sent, with the time limit kept on the client "
            "(asyncio.timeout) rather than asked of the server."),
           (lambda v: waited is not None and waited < GAVE_UP_BY,
-           f"The next statement started {waited or 0:.1f} s after pg_sleep(3) went out: give "
-           "up after 0.2 s, as the exercise asks."),
+           f"Your code stopped waiting for pg_sleep(3) {waited or 0:.1f} s after it went out: "
+           "give up after 0.2 s, as the exercise asks."),
           (lambda v: cancelled,
            "The pg_sleep(3) was not given up by the client: it ended with the server's error"
            f"{' (' + describe(server) + ')' if server else ''}, a cancel asked of the server. "
@@ -142,10 +160,13 @@ async def ex2(answer: Any, *, report: str | None) -> None:
     The prompt's requirements, one rule each:
 
     1. ``ex2`` is an ``AsyncEngine``;
-    2. it keeps a pool: not ``NullPool``, and a second checkout reuses the first one's
+    2. the scaffold tried it (a cell that raised, such as a pool that cannot hand out the
+       two connections ``drop_pooled_connections`` holds at once, leaves ``report``
+       ``None``);
+    3. it keeps a pool: not ``NullPool``, and a second checkout reuses the first one's
        connection (a pool that reconnects at every checkout, through a tiny
        ``pool_recycle`` or a listener that invalidates, keeps nothing);
-    3. its next query succeeds after the server dropped its pooled connections, in the
+    4. its next query succeeds after the server dropped its pooled connections, in the
        scaffold's run and in the check's own (a drop with nothing in between).
     """
     engine_rule = (lambda e: isinstance(e, AsyncEngine), "ex2 should be an AsyncEngine.")
@@ -159,6 +180,10 @@ async def ex2(answer: Any, *, report: str | None) -> None:
         except Exception as err:  # a server gone, a broken engine: a hint, not a traceback
             failure = f"Trying the engine raised {describe(err)}. "
     check(2, answer, engine_rule,
+          (lambda e: report is not None,
+           "The cell stopped before it tried the engine (ex2_report is None): run the whole "
+           "cell without an error; the error it printed names what stopped it (a pool that "
+           "cannot hand out two connections at once times out in drop_pooled_connections)."),
           (lambda e: not isinstance(e.pool, NullPool),
            "Keep a pool: with NullPool there is nothing to drop, and every query pays a "
            "connect."),
