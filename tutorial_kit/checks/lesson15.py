@@ -155,6 +155,12 @@ def ex2(answer: Any, *, outcome: str | None) -> None:
     4. it trusts the notebook's CA only (no system CAs loaded next to it);
     5. it refuses every version below TLS 1.3, by its minimum version or by the
        ``OP_NO_TLSv1*`` options.
+
+    Not told apart: CAs added from a directory (``load_verify_locations(capath=…)``, or
+    ``set_default_verify_paths()`` where the system keeps its CAs as one directory).
+    OpenSSL reads such a directory only when a handshake looks for an issuer, so
+    ``get_ca_certs()`` does not list them, and telling them apart would take a server
+    whose certificate a system CA signed, which the notebook cannot have.
     """
     trusted = len(answer.get_ca_certs()) if isinstance(answer, ssl.SSLContext) else 0
     check(2, answer,
