@@ -3,7 +3,7 @@
 Exercise 1 reads the outcomes of ``two_transactions`` from the scaffold, then checks
 the learner's engine out once itself: the statement name on the server, whether the
 connection is in autocommit, and the name function it was given (read from the
-``do_connect`` event, where the connect arguments pass), which it calls a few times to
+``do_connect`` event, where the connect arguments pass), which it calls 200 times to
 see whether another worker process could make the same names. Exercise 2 reads the
 scaffold's ``capture_sql`` log.
 """
