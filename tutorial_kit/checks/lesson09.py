@@ -143,6 +143,8 @@ def _report():
 atexit.register(_report)
 """
 REPORT = re.compile(r"^CHECK-REPORT (\{.*\})$", re.M)
+#: A warning as Python prints it (``file:line: SomeWarning: message``) or logs it.
+WARNING = re.compile(r"\b([A-Z]\w*Warning)\b")
 EX2_HINT = "the script should print 'run 1: …' and 'run 2: …'."
 
 
@@ -173,7 +175,7 @@ async def ex2(answer: Any, *, run_as_script: Callable[[str], Awaitable[str]]) ->
     5. every connection it opened is closed, by the loop that opened it (create and
        dispose, ``NullPool``, or dispose before the loop ends), whatever the script
        does with its warnings;
-    6. and no ``ResourceWarning`` in its output.
+    6. and no warning of any kind in its output (``ResourceWarning``, ``SAWarning``, …).
     """
     if answer is None or not isinstance(answer, str):
         check(2, answer, (lambda v: isinstance(v, str),
@@ -191,10 +193,13 @@ async def ex2(answer: Any, *, run_as_script: Callable[[str], Awaitable[str]]) ->
     report = json.loads(found[-1]) if found else {}
     sent, runs = report.get("sent", []), report.get("runs", 0)
     never, elsewhere = report.get("never_closed", 0), report.get("not_closed_on_own_loop", 0)
+    missing = " and ".join(f"'{line} …'" for line in ("run 1:", "run 2:") if line not in output)
+    warned = sorted(set(WARNING.findall(output)))
     check(2, answer,
-          (lambda v: "run 1:" in output and "run 2:" in output,
-           ("the script stopped with an error (above) before " if "Traceback" in output
-            else "the script should print ") + "'run 1: …' and 'run 2: …'."),
+          (lambda v: not missing,
+           (f"the script stopped with an error (above) before it printed {missing}."
+            if "Traceback" in output else
+            f"the script did not print {missing}: it should print 'run 1: …' and 'run 2: …'.")),
           (lambda v: found,
            "the script ended before Python's normal exit (nothing after it could run): let "
            "it end normally."),
@@ -214,6 +219,6 @@ async def ex2(answer: Any, *, run_as_script: Callable[[str], Awaitable[str]]) ->
            f"{elsewhere} connection(s) were closed outside the loop that opened them, so "
            "not really closed: dispose the engine inside the coroutine that asyncio.run() "
            "runs, before its loop ends."),
-          (lambda v: "ResourceWarning" not in output,
-           "a ResourceWarning was printed (above): something the script opened was never "
-           "closed."))
+          (lambda v: not warned,
+           f"the output holds a warning ({', '.join(warned)}, above): the script must run "
+           "free of warnings. A ResourceWarning means something it opened was never closed."))
