@@ -13,6 +13,7 @@ really set, so a silenced warning does not pass for a set option.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +23,8 @@ from tutorial_kit.proc import Completed
 RunExercise = Callable[[int, dict[str, str]], Awaitable[Completed]]
 
 EX1_HINT = "ex1 should be the source of an async fixture named session, as a string."
-EX1_RECIPE = ("The fixture: a connection begins a transaction, a session joins it with "
-              'join_transaction_mode="create_savepoint" and expire_on_commit=False, and the '
+EX1_RECIPE = ("The fixture: a connection begins a transaction, a session joins it in the mode "
+              "that turns its own commits and rollbacks into savepoint operations, and the "
               "transaction is rolled back after the yield.")
 EX2_HINT = "ex2 should be the text of pytest.ini, starting with the line [pytest]."
 EX2_RUN_HINT = "The tests still run in loops other than the engine's."
@@ -110,32 +111,56 @@ def outcomes(run: Completed) -> list[str]:
             if TEST_OUTCOME.match(line)]
 
 
+#: pytest's summary line when at least one test ran.
+TESTS_RAN = re.compile(r"\b\d+ (passed|failed)\b")
+
+
+def tests_ran(run: Completed) -> bool:
+    """Whether pytest got as far as running a test (not stopped by the ini or an import)."""
+    return bool(TESTS_RAN.search(run.tail(1)))
+
+
 def pytest_says(run: Completed) -> str:
-    """The first FAILED/ERROR line of a run, else its summary line (for a hint)."""
-    return (outcomes(run) or [run.tail(1)])[0]
+    """The first FAILED/ERROR line of a run, else its last line (stdout's, or stderr's
+    when stdout has none: an unreadable ini or conftest is reported there), naming it
+    when no test ran (for a hint)."""
+    found = outcomes(run)
+    if found:
+        return found[0]
+    last = run.tail(1) or run.tail(1, stream="stderr") or f"exit status {run.returncode}"
+    return last if tests_ran(run) else f"{last} (no test ran)"
+
+
+def asserted(run: Completed, marker: str) -> bool:
+    """Whether a test failed with ``marker`` as its assertion message (pytest's ``E``
+    lines; the marker also appears in the test source pytest may print)."""
+    return re.search(rf"^E\s+AssertionError: {re.escape(marker)}", run.stdout, re.M) is not None
 
 
 def ex1_cause(run: Completed) -> str:
     """What a failed run says about the fixture: the first cause found in pytest's output."""
     out = run.stdout + run.stderr
     failed = "\n".join(outcomes(run))
-    if "MissingGreenlet" in out:
+    if re.search(r"^E\s+fixture 'session' not found", out, re.M):
+        return ("pytest found no fixture named session: define it at the top level of the "
+                "source, decorated with @pytest_asyncio.fixture, as the engine fixture is.")
+    if re.search(r"^E\s+.*MissingGreenlet", out, re.M):
         return ("Reading book.id after add_book's commit() loaded it again, which needs IO "
                 "the test cannot do there: create the session with expire_on_commit=False.")
-    if FROM_ENGINE in out:
+    if asserted(run, FROM_ENGINE):
         return ("the session's connection did not come from the `engine` fixture (a test of "
                 "the check looked at its pool): open the connection with engine.connect().")
-    if LEFT_OUT in out or GARBAGE in out:
+    if asserted(run, LEFT_OUT) or GARBAGE in out:
         return ("after a test, a connection was still checked out of the engine's pool: "
                 "close the session and the connection when the test ends (async with).")
-    if "test_each_test_starts_from_the_seed" in failed or COMMIT_SEEN in out:
+    if "test_each_test_starts_from_the_seed" in failed or asserted(run, COMMIT_SEEN):
         return ("a book a test committed was seen from outside that test (by another "
                 "connection, or by the next test): the test's commits must stay inside a "
                 "transaction of the connection, rolled back after the yield.")
     if "test_rollback_keeps_earlier_commits" in failed:
         return ("add_book's rollback() undid the test's earlier commit too: join the session "
-                'with join_transaction_mode="create_savepoint", so its commits and rollbacks '
-                "become savepoint operations.")
+                "in the mode that turns its own commits and rollbacks into savepoint "
+                "operations.")
     return EX1_RECIPE
 
 
@@ -153,16 +178,20 @@ async def ex1(answer: Any, *, run_exercise: RunExercise,
     3. a commit inside a test is seen by no other connection: one transaction per
        test, rolled back, not real commits cleaned up afterwards;
     4. the connection goes back to the engine's pool after each test;
-    5. the ``book`` table is unchanged afterwards (``restore_books`` finds no row
-       left behind, and deletes any, so the learner can try again).
+    5. the ``book`` table is unchanged afterwards (``restore_books`` finds it as
+       seeded; it puts the seed back exactly, before the run, so an earlier answer that
+       changed the table does not fail this one, and after it, so the learner can try
+       again).
     """
     if not (isinstance(answer, str) and "def session(" in answer):
         check(1, answer, (lambda v: isinstance(v, str) and "def session(" in v, EX1_HINT))
         return
     try:
         try:
+            await restore_books()               # the seed, whatever an earlier try left
             run = await run_exercise(1, {
-                "conftest.py": engine_fixture + "\n\n" + answer + EX1_CHECK_FIXTURE,
+                "conftest.py": (engine_fixture + "\n\n" + textwrap.dedent(answer)
+                                + EX1_CHECK_FIXTURE),
                 "test_books.py": tests, "test_isolation.py": EX1_CHECK_TESTS})
         finally:
             left_rows = await restore_books()   # however the run ended, the seed is back
@@ -176,8 +205,8 @@ async def ex1(answer: Any, *, run_exercise: RunExercise,
            "connection never returned to the pool: close the session and the connection "
            "when the test ends (async with)."),
           (lambda v: not left_rows,
-           "the tests pass but left rows in the table: roll back the connection's transaction "
-           "after the yield, instead of committing it."))
+           "the tests pass but changed the book table (rows added, removed or changed): roll "
+           "back the connection's transaction after the yield, instead of committing it."))
 
 
 async def ex2(answer: Any, *, run_exercise: RunExercise, engine_fixture: str) -> None:
@@ -206,13 +235,17 @@ async def ex2(answer: Any, *, run_exercise: RunExercise, engine_fixture: str) ->
         return
     out = run.stdout + run.stderr
     loops_failed = [line for line in outcomes(run) if "test_options.py" not in line]
+    deprecated = [line.strip() for line in out.splitlines() if "PytestDeprecationWarning" in line]
     check(2, answer,
+          (lambda v: tests_ran(run),
+           f"pytest says: {pytest_says(run)}. pytest could not run the tests with this ini: fix "
+           "what it names."),
           (lambda v: not loops_failed and "passed" in run.tail(1),
            f"pytest says: {(loops_failed or [run.tail(1)])[0]}. {EX2_RUN_HINT}"),
           (lambda v: FIXTURE_SCOPE_UNSET not in out,
            "the tests pass, but asyncio_default_fixture_loop_scope is unset, so pytest-asyncio "
            "warns (a silenced warning leaves it unset): set it explicitly."),
           (lambda v: run.returncode == 0, f"pytest says: {pytest_says(run)}."),
-          (lambda v: "PytestDeprecationWarning" not in out,
-           "the tests pass, but pytest-asyncio warns that the default loop scope of fixtures "
-           "is unset: set it explicitly."))
+          (lambda v: not deprecated,
+           "the tests pass and the fixtures' loop scope is set, but pytest still prints a "
+           f"deprecation warning: {deprecated[0] if deprecated else ''}. Change what it names."))
