@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_scoped_session,
-    close_all_sessions,
 )
 from sqlalchemy.orm import FromStatement
 
@@ -53,7 +52,8 @@ DROP_AUTHOR = text("DELETE FROM author WHERE id = :id")
 #: A row limit on the authors' SELECT: "all authors" has none.
 LIMITED = re.compile(r"\b(LIMIT|OFFSET|FETCH)\b")
 FROM_BOOK = re.compile(r"\bbook\b")
-AUTHORS_BY_ID = re.compile(r"\bORDER BY author\.id\b(?! DESC)")
+#: Ordered by the author's id: the table's or an alias's (``aliased(Author)``: ``author_1``).
+AUTHORS_BY_ID = re.compile(r"\bORDER BY author(_\d+)?\.id\b(?! DESC)")
 
 
 def selects_authors(answer: Select) -> bool:
@@ -218,9 +218,9 @@ async def ex2(answer: Any, *, app: FastAPI, dependency: Callable[..., Any],
     async def fail(author_id: int,
                    session: Annotated[AsyncSession, Depends(dependency)]) -> None:
         sessions.append(session)
-        # still held by the registry (under any task's key), or its scope already over?
-        ended_early.append(not any(s is session
-                                   for s in app.state.scoped.registry.registry.values()))
+        # still the registry's session for this request's task, or its scope already over?
+        registry = app.state.scoped.registry
+        ended_early.append(not (registry.has() and registry() is session))
         await session.get(Author, author_id)          # checks out a connection
         raise RuntimeError(FAILED_ON_PURPOSE)
 
@@ -246,7 +246,8 @@ async def ex2(answer: Any, *, app: FastAPI, dependency: Callable[..., Any],
                 error = f"a request raised {describe(err)}. "
             finally:
                 got = list(sessions)
-                await close_all_sessions()    # whatever the answer left open
+                for made_session in made:     # whatever the answer left open, and no other
+                    await made_session.close()
     except Exception as err:
         check(2, answer, unavailable("running the app", err, EX2_HINT))
         return
@@ -256,6 +257,9 @@ async def ex2(answer: Any, *, app: FastAPI, dependency: Callable[..., Any],
         sessions.clear()
     check(2, answer,
           (lambda v: not error and len(got) == 4, f"{error}{EX2_HINT}"),
+          (lambda v: not any(isinstance(s, async_scoped_session) for s in got),
+           "the endpoint got the registry itself, request.app.state.scoped, not a session: "
+           "yield scoped(), the session the registry makes for this request."),
           (lambda v: all(any(s is m for m in made) for s in got),
            "the endpoint got a session that the app's registry, request.app.state.scoped, did "
            "not make: take the session from that registry, not from a registry of your own."),
