@@ -140,6 +140,9 @@ class Loaded:
     batch: int
     #: Built while ``merge()`` ran.
     in_merge: bool
+    #: Built inside the call that executed its statement (a buffered ``execute()``, or a
+    #: sync ``Session`` inside ``run_sync``), not by a fetch of an async stream after it.
+    in_execute: bool
     #: Mapped attributes already set when it was built (by the statement itself).
     at_load: frozenset[str]
     #: Its column values as built (the very objects, so a copy of a value is told apart).
@@ -169,8 +172,10 @@ class Watched(QueryLog):
     sent_in_merge: list[bool] = field(default_factory=list)
     #: ``Session.hash_key`` of every session that began a transaction or built an object.
     sessions: set[int] = field(default_factory=set)
-    #: The most objects one session's identity map held while one was being built.
-    peak_held: int = 0
+    #: Per class: the most objects of that class one session's identity map held while
+    #: one was being built (per class, so the books loaded with reviews do not count as
+    #: reviews held).
+    peak_held: dict[type, int] = field(default_factory=dict)
     checked_out_before: int = 0
     #: Connections checked out when the block ended, and those the garbage collector
     #: handed back during it (a dropped, unclosed connection: detached, not checked in).
@@ -183,6 +188,10 @@ class Watched(QueryLog):
     def of(self, cls: type) -> list[Loaded]:
         """What was built of ``cls`` (subclasses included), in order."""
         return [b for b in self.loaded if issubclass(b.cls, cls)]
+
+    def held(self, cls: type) -> int:
+        """The most ``cls`` objects (subclasses included) one session held at once."""
+        return max((n for c, n in self.peak_held.items() if issubclass(c, cls)), default=0)
 
     def batches(self, cls: type) -> list[int]:
         """How many ``cls`` objects each fetch built, in order."""
@@ -219,7 +228,9 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
     with capture_sql(engine) as log:
         seen = Watched(statements=log.statements,   # the same list: capture_sql appends
                        engine=engine, checked_out_before=checked_out(engine))
-        fetch: list[Any] = [None, 0]   # the greenlet of the current fetch, and its number
+        # The greenlet of the current fetch, its number, and the greenlet that executed the
+        # last statement: an async stream fetches each batch in a greenlet of its own.
+        fetch: list[Any] = [None, 0, None]
 
         def executed(conn: Any, clause: Any, *args: Any) -> None:
             seen.executed.append(clause)
@@ -228,6 +239,8 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
             seen.sent_in_merge.append(_in_merge())
 
         def orm_execute(state: ORMExecuteState) -> None:
+            if not state.is_relationship_load:
+                fetch[2] = getcurrent()
             seen.orm.append(OrmRun(state.session.hash_key, state.statement,
                                    state.is_orm_statement, state.parameters,
                                    state.is_relationship_load))
@@ -241,10 +254,14 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
             if getcurrent() is not fetch[0]:
                 fetch[0], fetch[1] = getcurrent(), fetch[1] + 1
             seen.sessions.add(session.hash_key)
-            seen.peak_held = max(seen.peak_held, len(session.identity_map))
+            identity_class = state.key[0] if state.key else mapper.class_
+            same_class = sum(1 for key in session.identity_map
+                             if key[0] is identity_class)
+            seen.peak_held[mapper.class_] = max(seen.peak_held.get(mapper.class_, 0),
+                                                same_class)
             seen.loaded.append(Loaded(
                 obj if keep else None, mapper.class_, state.identity, session.hash_key,
-                len(seen.statements), fetch[1], _in_merge(),
+                len(seen.statements), fetch[1], _in_merge(), getcurrent() is fetch[2],
                 frozenset(k for k in state.dict if k in mapper.attrs),
                 {p.key: state.dict[p.key] for p in mapper.column_attrs if p.key in state.dict}))
 

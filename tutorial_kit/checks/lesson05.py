@@ -34,10 +34,12 @@ def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
     2. computed from ``Review`` objects, one per matching review;
     3. filtered by the book's year in the query (a join to ``Book`` or an ``IN`` subquery),
        so only the matching reviews are built;
-    4. read from a server-side cursor;
-    5. built in batches of 100;
-    6. never more than two batches held at once;
-    7. the session is closed (no connection left checked out).
+    4. read from a server-side cursor,
+    5. through ``session.stream()`` or ``stream_scalars()`` (each batch built at a fetch
+       of the async stream, not inside a sync ``Session`` in ``run_sync``);
+    6. built in batches of 100;
+    7. never more than two batches of reviews held at once;
+    8. the session is closed (no connection left checked out).
     """
     value_hint = ("ex1 should be the average rating of reviews of books from 2000 on, as a "
                   "float.")
@@ -62,14 +64,19 @@ def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
           (lambda v: log.streamed,
            "the average is right, but the reviews were buffered: read them through "
            "session.stream() or stream_scalars(), not execute() or scalars()."),
+          (lambda v: not any(b.in_execute for b in log.of(Review)),
+           "the reviews came from a server-side cursor, but the ORM built them inside the "
+           "call that ran the query (a sync Session inside run_sync, or execute()), not at "
+           "each fetch of an async stream: read them with await session.stream_scalars() (or "
+           "session.stream()), as the prompt asks, and take the batches from it."),
           (lambda v: len(sizes) > 1,
            f"streamed, but the ORM built all {built} reviews in one go before the first one "
            "reached you: ask for batches of 100."),
           (lambda v: all(n == 100 for n in sizes[:-1]) and sizes[-1] <= 100,
            f"streamed in batches, but of {sizes[0]} reviews, not 100: "
            "ask for batches of 100." if len(sizes) > 1 else "ask for batches of 100."),
-          (lambda v: log.peak_held <= 2 * 100,
-           f"streamed in batches of 100, but the session held {log.peak_held:,} reviews at "
+          (lambda v: log.held(Review) <= 2 * 100,
+           f"streamed in batches of 100, but the session held {log.held(Review):,} reviews at "
            "once: your code kept them. Add each batch up, then let it go."),
           closed(log))
 
@@ -81,9 +88,10 @@ def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
     1. ``ex2`` is the list of batch sizes, four of 200 for the 800 reviews;
     2. they are the batches the ORM built: every review built as a ``Review`` object,
        200 at a time (not counted, hard-coded, or re-cut in Python);
-    3. read from a server-side cursor;
-    4. never more than two batches held at once;
-    5. the session is closed (no connection left checked out).
+    3. read from a server-side cursor,
+    4. through ``session.stream()`` or ``stream_scalars()`` (each batch built at a fetch);
+    5. never more than two batches of reviews held at once;
+    6. the session is closed (no connection left checked out).
     """
     batches = len(data.reviews) // 200
     value_hint = f"ex2 should be the sizes of the batches: {batches} batches of 200."
@@ -101,14 +109,19 @@ def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
           (lambda v: log.streamed,
            "the sizes are right, but the reviews were buffered first: read them through a "
            "stream, so that the batches come from the server-side cursor."),
+          (lambda v: not any(b.in_execute for b in log.of(Review)),
+           "the reviews came from a server-side cursor, but the ORM built them inside the "
+           "call that ran the query (a sync Session inside run_sync, or execute()), not at "
+           "each fetch of an async stream: read them with await session.stream_scalars() (or "
+           "session.stream()), as the prompt asks, and take the batches from it."),
           (lambda v: list(v) == sizes,
            f"the sizes are right, but the ORM built the reviews in batches of {_listed(sizes)}: "
            "ex2 must be the sizes it built, so ask the stream for batches of 200 (yield_per "
            "or partitions) instead of cutting or counting in Python." if sizes else
            "the sizes are right, but they are not the batches the ORM built."),
-          (lambda v: log.peak_held <= 2 * 200,
-           f"streamed, but the session held {log.peak_held:,} reviews at once: the ORM built "
-           "them all, then you cut the list. Let the result hand out the batches."),
+          (lambda v: log.held(Review) <= 2 * 200,
+           f"streamed in batches of 200, but the session held {log.held(Review):,} reviews at "
+           "once: your code kept every batch. Take each batch's size, then let it go."),
           closed(log))
 
 
