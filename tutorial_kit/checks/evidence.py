@@ -78,17 +78,6 @@ def checked_out(engine: AsyncEngine) -> int:
     return pool.checkedout() if isinstance(pool, QueuePool) else 0
 
 
-def pool_in_use(engine: AsyncEngine) -> int:
-    """Connections checked out of ``engine``'s pool, once forgotten ones are collected.
-
-    A connection an earlier try left open and nothing refers to any more sits in a
-    reference cycle until the garbage collector runs; collecting first means only a
-    connection the learner still holds counts.
-    """
-    gc.collect()
-    return checked_out(engine)
-
-
 # --- What a cell did through the ORM, not only the SQL it sent ---------------------------
 
 #: ``Session.merge()`` (and ``merge_all()`` on 2.1): what is loaded or sent while one of
