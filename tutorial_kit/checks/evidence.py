@@ -174,6 +174,11 @@ class Watched(QueryLog):
     commits: list[int] = field(default_factory=list)
     engine: AsyncEngine | None = None
 
+
+    @property
+    def flushed(self) -> list[Any]:
+        """Every object the recorded flushes inserted, in order."""
+        return [obj for _session, objs in self.flushes for obj in objs]
     def of(self, cls: type) -> list[Loaded]:
         """What was built of ``cls`` (subclasses included), in order."""
         return [b for b in self.loaded if issubclass(b.cls, cls)]
@@ -255,7 +260,8 @@ def watch(engine: AsyncEngine, *, keep: bool = True) -> Iterator[Watched]:
                 {p.key: state.dict[p.key] for p in mapper.column_attrs if p.key in state.dict}))
 
         def flushed(session: Session, _context: Any) -> None:
-            seen.flushes.append((session.hash_key, list(session.new)))
+            if session.new:   # a flush of updates only inserts nothing: not a flush of ours
+                seen.flushes.append((session.hash_key, list(session.new)))
 
         def detached(*_args: Any) -> None:
             seen.collected += 1

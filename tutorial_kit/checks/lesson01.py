@@ -122,8 +122,7 @@ async def ex2(answer: object, log: Watched, engine: AsyncEngine) -> None:
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
         check(2, answer, unavailable("reading the tables", err, EX2_SHAPE))
         return
-    flushes = [(s, objs) for s, objs in log.flushes if objs]
-    flushed = [o for _s, objs in flushes for o in objs]
+    flushes, flushed = log.flushes, log.flushed
     flushed_ids = [primary_key(a) for a in flushed if table_name(a) == "a"]
     sent = inserts(log)
     committed = all(i in a_data for i in ids)

@@ -67,8 +67,7 @@ async def ex1(answer: object, log: Watched, engine: AsyncEngine) -> None:
     except Exception as err:  # the tables are gone: say so, with the hint, rather than raise
         check(1, answer, unavailable("reading the tables", err, EX1_SHAPE))
         return
-    flushes = [(s, objs) for s, objs in log.flushes if objs]
-    flushed = [o for _s, objs in flushes for o in objs]
+    flushes, flushed = log.flushes, log.flushed
     authors = [primary_key(o) for o in flushed if table_name(o) == "author"]
     book_ids = [primary_key(o) for o in flushed if table_name(o) == "book"]
     sql = log.sql()

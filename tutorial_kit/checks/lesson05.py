@@ -20,6 +20,13 @@ from tutorial_kit.exercises import check, unanswered
 from tutorial_kit.models import Review
 from tutorial_kit.seed import Dataset
 
+#: Both exercises: objects built by one call (run_sync, execute()), not fetch by fetch.
+BUILT_IN_THE_CALL = (
+    "the reviews came from a server-side cursor, but the ORM built them inside the call that "
+    "ran the query (a sync Session inside run_sync, or execute()), not at each fetch of an "
+    "async stream: read them with await session.stream_scalars() (or session.stream()), as "
+    "the prompt asks, and take the batches from it.")
+
 
 def watch(engine: AsyncEngine) -> AbstractContextManager[Watched]:
     """The one recorder, holding no object: what the session holds is being measured."""
@@ -65,10 +72,7 @@ def ex1(answer: Any, log: Watched, *, data: Dataset) -> None:
            "the average is right, but the reviews were buffered: read them through "
            "session.stream() or stream_scalars(), not execute() or scalars()."),
           (lambda v: not any(b.in_execute for b in log.of(Review)),
-           "the reviews came from a server-side cursor, but the ORM built them inside the "
-           "call that ran the query (a sync Session inside run_sync, or execute()), not at "
-           "each fetch of an async stream: read them with await session.stream_scalars() (or "
-           "session.stream()), as the prompt asks, and take the batches from it."),
+           BUILT_IN_THE_CALL),
           (lambda v: len(sizes) > 1,
            f"streamed, but the ORM built all {built} reviews in one go before the first one "
            "reached you: ask for batches of 100."),
@@ -110,10 +114,7 @@ def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
            "the sizes are right, but the reviews were buffered first: read them through a "
            "stream, so that the batches come from the server-side cursor."),
           (lambda v: not any(b.in_execute for b in log.of(Review)),
-           "the reviews came from a server-side cursor, but the ORM built them inside the "
-           "call that ran the query (a sync Session inside run_sync, or execute()), not at "
-           "each fetch of an async stream: read them with await session.stream_scalars() (or "
-           "session.stream()), as the prompt asks, and take the batches from it."),
+           BUILT_IN_THE_CALL),
           (lambda v: list(v) == sizes,
            f"the sizes are right, but the ORM built the reviews in batches of {_listed(sizes)}: "
            "ex2 must be the sizes it built, so ask the stream for batches of 200 (yield_per "
