@@ -464,6 +464,14 @@ OPENSSL_FAILED = SetupProblem(
     when="pgbouncer.make_certificates: an openssl command exits non-zero",
     problem="openssl {command} failed: {stderr}")
 
+NO_ROOM = SetupProblem(
+    key="no-room", title="No room on the shared server",
+    when="connection_slots.connection_slots: a many-connection cell waited too long for slots",
+    problem="No room on the shared server after {seconds} s: this cell needs {need} of the "
+            "class's {slots} connection slots, and other learners' cells held them all along.",
+    fix="Run the cell again in a minute; if it keeps happening, tell your instructor (make "
+        "class-budget, docs/instructor-guide.md).")
+
 #: Every entry, in the order they are checked: the URL first, then a failed connection
 #: (tried in this order by explain), then a connected server, the embedded server, PgBouncer.
 CATALOGUE: tuple[SetupProblem, ...] = (
@@ -475,6 +483,7 @@ CATALOGUE: tuple[SetupProblem, ...] = (
     COULD_NOT_STOP, STALE_PID,
     NO_PGBOUNCER, PGBOUNCER_VERSION, PREPARED_STATEMENTS_NEED_1_21, PGBOUNCER_AS_ROOT,
     PGBOUNCER_DID_NOT_START, PGBOUNCER_NOT_STARTED, NO_OPENSSL, OPENSSL_FAILED,
+    NO_ROOM,
 )
 #: The entries :func:`explain` tries, in order.
 CONNECTION_PROBLEMS: tuple[SetupProblem, ...] = tuple(p for p in CATALOGUE if p.matches)
