@@ -5,11 +5,19 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from tutorial_kit import schema
-from tutorial_kit.classroom import ServerLimits, format_budget, format_list
+from tutorial_kit.classroom import (
+    ServerLimits,
+    format_budget,
+    format_list,
+    lockstep_need,
+    needed_max_connections,
+)
+from tutorial_kit.connection_slots import capacity
 from tutorial_kit.schema import (
     MARKER,
     Learner,
@@ -144,11 +152,27 @@ def test_class_list_groups_by_learner() -> None:
 
 
 def test_budget_names_the_numbers() -> None:
+    """Lockstep need = learners × PER_LEARNER + the class's slots, against what is free."""
     limits = ServerLimits(max_connections=100, superuser_reserved=3, reserved=0, in_use=7,
                           is_superuser=False, version="18.6")
     report = format_budget(limits, learners=30)
-    assert "30 × 15 = 450" in report and "90 free for learners" in report
-    assert "30 × 22 = 660" in report and "NOT" in report
-    assert "max_connections to about 850" in report and "PgBouncer" in report
-    assert "OK:" in format_budget(limits, learners=4)
-    assert "Fits for most lessons" in format_budget(limits, learners=12)
+    assert "90 free for learners" in report and "24 shared connection slots" in report
+    assert "30 × 2 + 24 slots = 84" in report and "Fits: 84 ≤ 90" in report
+    assert "lesson 13: " in report  # the measured peaks of the many-connection lessons
+    tight = format_budget(limits, learners=40)
+    assert "40 × 2 + 24 slots = 104" in tight and "Does NOT fit: 104 > 90" in tight
+    assert "at most 33 learners in step" in tight
+    # 40 × 2 + 7 in use = 87 ≤ ordinary − ordinary // 4 from ordinary = 115 (115 − 28), + 3.
+    assert "Raise max_connections to at least 118" in tight
+
+
+def test_budget_suggestion_fits() -> None:
+    """The suggested max_connections is the smallest at which the class fits in step."""
+    for learners in (10, 36, 40, 80, 200):
+        limits = ServerLimits(100, 3, 2, 5, False, "18.6")
+        suggested = needed_max_connections(limits, learners)
+        at = replace(limits, max_connections=suggested)
+        below = replace(limits, max_connections=suggested - 1)
+        assert lockstep_need(learners, capacity(at.ordinary)) <= at.for_learners
+        assert lockstep_need(learners, capacity(below.ordinary)) > below.for_learners or \
+            suggested == limits.max_connections

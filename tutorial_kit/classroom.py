@@ -20,18 +20,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from tutorial_kit.connection_slots import PER_LEARNER, capacity
 from tutorial_kit.database import find_database, one_off_connection, run_sync
 from tutorial_kit.schema import Learner, TutorialSchema, drop_schema, tutorial_schemas
 
-#: SQLAlchemy's QueuePool defaults: what one engine may hold at once.
-DEFAULT_POOL_SIZE = 5
-DEFAULT_MAX_OVERFLOW = 10
-#: Server connections one learner held, measured by ``make classroom-load`` (docs/benchmark.md,
-#: "Classroom load", 2026-11-25): at most this many in most lessons …
-TYPICAL_PER_LEARNER = 4
-#: … and, for a few seconds, this many in the lessons that open many connections on purpose
-#: (concurrency, a web app under load, clients with and without PgBouncer).
-LESSON_PEAKS = {"08": 8, "11": 11, "13": 22}
+#: Each lesson's peak of client connections, one learner alone, many-connection cells
+#: included (their class-wide slots: tutorial_kit/connection_slots.py). Measured by
+#: tests/test_notebooks.py on every run, which fails when a lesson goes above its figure
+#: or, outside its slots, above connection_slots.PER_LEARNER.
+LESSON_PEAKS = {"00": 1, "01": 2, "02": 1, "03": 2, "04": 1, "05": 2, "06": 2, "07": 1,
+                "08": 8, "09": 2, "10": 3, "11": 11, "12": 3, "13": 22, "14": 4, "15": 3}
 #: Shown for schemas from before per-learner names (``tutorial_04``).
 NO_OWNER = "(no learner: older tutorial version)"
 
@@ -123,9 +121,14 @@ class ServerLimits:
     version: str
 
     @property
+    def ordinary(self) -> int:
+        """Connections an ordinary role may open: the limit less the reserved ones."""
+        return self.max_connections - self.superuser_reserved - self.reserved
+
+    @property
     def for_learners(self) -> int:
         """Slots an ordinary role can still take: the limit less the reserved and the used."""
-        return self.max_connections - self.superuser_reserved - self.reserved - self.in_use
+        return self.ordinary - self.in_use
 
 
 async def server_limits(url: str) -> ServerLimits:
@@ -142,64 +145,73 @@ async def server_limits(url: str) -> ServerLimits:
     return ServerLimits(*row)
 
 
-def format_budget(limits: ServerLimits, learners: int, pool_size: int = DEFAULT_POOL_SIZE,
-                  max_overflow: int = DEFAULT_MAX_OVERFLOW) -> str:
+def lockstep_need(learners: int, slots: int) -> int:
+    """The most client connections ``learners`` can hold at once, all on the same cell.
+
+    Outside a many-connection cell each learner holds at most ``PER_LEARNER``; such a
+    cell holds slots for everything beyond that, and all the class's cells together
+    hold at most ``slots``.
+    """
+    return learners * PER_LEARNER + slots
+
+
+def needed_max_connections(limits: ServerLimits, learners: int) -> int:
+    """The smallest ``max_connections`` at which ``learners`` fit in step (the slots grow too)."""
+    ordinary = limits.ordinary
+    while ordinary - capacity(ordinary) - limits.in_use < learners * PER_LEARNER:
+        ordinary += 1
+    return ordinary + limits.superuser_reserved + limits.reserved
+
+
+def max_learners(limits: ServerLimits) -> int:
+    """The largest class whose lockstep need fits in what the server has free."""
+    return max(0, (limits.for_learners - capacity(limits.ordinary)) // PER_LEARNER)
+
+
+def format_budget(limits: ServerLimits, learners: int) -> str:
     """The ``class budget`` report: the measured need, the server's room, and what to do."""
-    per_kernel = pool_size + max_overflow
-    peak_lesson, peak = max(LESSON_PEAKS.items(), key=lambda kv: kv[1])
-    usual, in_step = learners * TYPICAL_PER_LEARNER, learners * peak
-    free = limits.for_learners
+    slots = capacity(limits.ordinary)
+    need, free = lockstep_need(learners, slots), limits.for_learners
     reserved = f"{limits.superuser_reserved} reserved for superusers"
     if limits.reserved:
         reserved += f", {limits.reserved} for pg_use_reserved_connections"
-    spikes = ", ".join(f"{lesson}: {n}" for lesson, n in sorted(LESSON_PEAKS.items()))
+    heavy = {n: p for n, p in sorted(LESSON_PEAKS.items()) if p > PER_LEARNER}
     lines = [
         f"Server: PostgreSQL {limits.version}: max_connections = {limits.max_connections} "
         f"({reserved}), {limits.in_use} in use now -> {free} free for learners.",
-        f"One engine's pool: pool_size {pool_size} + max_overflow {max_overflow} = "
-        f"{per_kernel}; if every learner's kernel filled one: {learners} × {per_kernel} = "
-        f"{learners * per_kernel}.",
-        f"Measured (make classroom-load): most lessons hold ≤ {TYPICAL_PER_LEARNER} per "
-        f"learner -> {learners} × {TYPICAL_PER_LEARNER} = {usual}. Lessons that open many "
-        f"connections on purpose, for a few seconds ({spikes}): the whole class running "
-        f"lesson {peak_lesson}'s cell together needs {learners} × {peak} = {in_step}.",
+        f"Measured, one learner alone (tests/test_notebooks.py): at most {PER_LEARNER} "
+        "connections per learner outside the many-connection cells. Those cells (peaks "
+        f"alone: {', '.join(f'lesson {n}: {p}' for n, p in heavy.items())}) take the class's "
+        f"{slots} shared connection slots (a quarter of the {limits.ordinary} ordinary "
+        "connections) for everything beyond that, and wait while other learners hold them.",
+        f"The whole class in step, on the same cell: {learners} × {PER_LEARNER} + {slots} "
+        f"slots = {need}.",
         "",
     ]
-    if in_step <= free:
-        lines.append(f"OK: even the whole class in step at lesson {peak_lesson} fits "
-                     f"({in_step} ≤ {free}).")
+    if need <= free:
+        lines.append(f"Fits: {need} ≤ {free}, in step at every lesson. A many-connection cell "
+                     "may wait a few seconds for its slots, and says so.")
         return "\n".join(lines)
-    if usual <= free:
-        lines.append(
-            f"Fits for most lessons ({usual} ≤ {free}), but NOT when the class runs the "
-            f"many-connection cells of lessons {', '.join(sorted(LESSON_PEAKS))} at the same "
-            f"moment ({in_step} > {free}): the server then refuses new connections "
-            "(\"too many clients already\"). Have the room run those cells in turns, or:"
-        )
-    else:
-        lines.append(f"Does NOT fit: even ordinary lessons need {usual} > {free}.")
-    need = in_step + limits.superuser_reserved + limits.reserved + limits.in_use
+    most = max_learners(limits)
+    raise_to = needed_max_connections(limits, learners)
     lines += [
+        f"Does NOT fit: {need} > {free}. This server takes at most {most} learners in step; "
+        "beyond that the server refuses new connections (\"too many clients already\").",
         "",
-        "Recommended for this class, in order:",
-        f"  1. Raise max_connections to about {_round_up(need)} (a restart; on a managed "
-        "server, its parameter settings or a larger instance). An idle connection costs a "
-        "backend process of a few MB.",
-        "  2. Or put PgBouncer in front (lesson 13) in pool_mode = session with "
-        f"default_pool_size below {free}: learners beyond it wait in PgBouncer's queue "
-        "instead of being refused. Transaction pooling needs the prepared-statement "
-        "settings lesson 13 shows, which the other lessons do not use.",
-        "  3. Ask learners to shut down kernels they are not using (Kernel → Shut Down "
+        "What to change, in order:",
+        f"  1. Raise max_connections to at least {raise_to} (a restart; on a managed server, "
+        "its parameter settings or a larger instance). An idle connection costs a backend "
+        "process of a few MB.",
+        f"  2. Or split the class: at most {most} learners per server (or per PostgreSQL "
+        "instance; the limit is the server's, not the database's).",
+        "  3. Ask learners to shut down kernels they are done with (Kernel → Shut Down "
         "Kernel): each notebook's engine keeps its pooled connections until "
         "engine.dispose(), the last cell.",
-        "The lessons keep SQLAlchemy's default pool (pool_size=5, max_overflow=10) in "
-        "their create_async_engine() calls, because that call is what they teach.",
     ]
+    if limits.in_use:
+        lines.append(f"  ({limits.in_use} connections are in use right now; they count "
+                     "against the class.)")
     return "\n".join(lines)
-
-
-def _round_up(n: int) -> int:
-    return max(100, -(-int(n * 1.2) // 50) * 50)
 
 
 # --------------------------------------------------------------------------- command line
@@ -218,8 +230,6 @@ def _parser() -> argparse.ArgumentParser:
     drop.add_argument("--yes", action="store_true", help="really drop them")
     budget = sub.add_parser("budget", help="connections needed vs max_connections")
     budget.add_argument("--learners", type=int, required=True, metavar="N")
-    budget.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE)
-    budget.add_argument("--max-overflow", type=int, default=DEFAULT_MAX_OVERFLOW)
     return parser
 
 
@@ -235,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: --learners must be at least 1", file=sys.stderr)
             return 2
         limits = run_sync(server_limits(db.url))
-        print(format_budget(limits, args.learners, args.pool_size, args.max_overflow))
+        print(format_budget(limits, args.learners))
         return 0
 
     schemas = run_sync(list_schemas(db.url))
