@@ -17,6 +17,7 @@ Without Chromium the test skips, unless TUTORIAL_BROWSER_TESTS=required (CI).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -117,6 +118,17 @@ def learner_processes(hub_pid: int) -> list[psutil.Process]:
     return found
 
 
+def kernel_connection_files(hub_pid: int) -> list[Path]:
+    """The connection file (``-f``) of every kernel the hub's learners run."""
+    files = []
+    for proc in learner_processes(hub_pid):
+        with contextlib.suppress(psutil.Error):
+            args = proc.cmdline()
+            if "ipykernel_launcher" in " ".join(args) and "-f" in args:
+                files.append(Path(args[args.index("-f") + 1]))
+    return files
+
+
 def test_three_learners_run_notebook_04_on_the_hub(hub: tuple[str, int], password_server,
                                                     reader_snapshot: str) -> None:
     base, hub_pid = hub
@@ -155,6 +167,15 @@ def test_three_learners_run_notebook_04_on_the_hub(hub: tuple[str, int], passwor
             assert report["codeCells"] > 0
             assert not report["errors"], f"{name}: error output:\n" + "\n".join(report["errors"])
             assert not report["unexecuted"], f"{name}: cells not run: {report['unexecuted']}"
+        # Kernels talk over Unix sockets in a folder per learner, never over TCP ports that
+        # thirty servers could pick twice (jupyterhub_config.py, "Unix sockets").
+        connection_files = kernel_connection_files(hub_pid)
+        assert len(connection_files) == len(LEARNERS), connection_files
+        for path in connection_files:
+            info = json.loads(path.read_text())
+            assert info["transport"] == "ipc", info
+            assert len(f"{info['ip']}-{info['shell_port']}") <= 107
+        assert len({path.parent for path in connection_files}) == len(LEARNERS)
         for page in pages.values():
             page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
 
@@ -176,6 +197,7 @@ def test_three_learners_run_notebook_04_on_the_hub(hub: tuple[str, int], passwor
     assert servers_running(base) == {}, "a learner's server is still running"
     _, alive = psutil.wait_procs(processes, timeout=30)
     assert not alive, f"processes left running: {[p.pid for p in alive]}"
+    assert not any(path.parent.exists() for path in connection_files), "socket folders left"
 
     password_server.psql("; ".join(f"DROP SCHEMA tutorial_04_{n} CASCADE" for n in LEARNERS))
     assert password_server.psql(READER_SNAPSHOT_SQL) == reader_snapshot

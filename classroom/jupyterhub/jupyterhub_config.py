@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -118,7 +119,34 @@ def _class_database_url() -> str:
     return db.url
 
 
-c.Spawner.environment = {"DATABASE_URL": _class_database_url()}
+# --- kernels talk over Unix sockets, not TCP ports ------------------------------------
+# Thirty learners pressing Run All start thirty kernels at once, each in its own
+# single-user server. Over TCP each server picks "free" ports by itself (jupyter_client
+# remembers the ports it handed out within one process only), so two servers can pick
+# the same port, and the kernel that loses dies with "Address already in use"; its
+# restarts then keep failing. Sockets in a folder per learner cannot collide. A socket
+# path must fit in 107 bytes: <folder>/kernel-<36-character id>-ipc-<n> leaves the
+# folder 50, so it is short, under the temp dir if that is short (not macOS's), else /tmp.
+c.Spawner.args.append("--KernelManager.transport=ipc")
+KERNEL_SOCKETS = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= 16 else "/tmp")
+
+
+def _kernel_socket_dir(spawner) -> str:
+    """A short folder of the learner's own for their kernels' sockets (JUPYTER_RUNTIME_DIR)."""
+    tag = hashlib.sha256(spawner.user.name.encode()).hexdigest()[:12]
+    folder = KERNEL_SOCKETS / f"tutorial-kernels-{tag}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return str(folder)
+
+
+def remove_kernel_socket_dir(spawner) -> None:
+    """When a learner's server stops, its kernels are gone: so is their socket folder."""
+    shutil.rmtree(_kernel_socket_dir(spawner), ignore_errors=True)
+
+
+c.Spawner.environment = {"DATABASE_URL": _class_database_url(),
+                         "JUPYTER_RUNTIME_DIR": _kernel_socket_dir}
+c.Spawner.post_stop_hook = remove_kernel_socket_dir
 
 NEWS_OFF = '{"fetchNews": "false"}\n'
 
