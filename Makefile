@@ -119,8 +119,11 @@ benchmark: dev ## per notebook: wall time, slowest cell, peak kernel RSS
 # A class on one server (docs/instructor-guide.md, "Running a class on one server").
 LEARNERS ?= 6
 HUB_DIR := classroom/jupyterhub
-classroom-load: dev ## LEARNERS=N run the whole series at once on one server (docs/benchmark.md)
-	$(BIN)/python -m tutorial_harness.classroom_load --learners $(LEARNERS)
+# MODE=series: each learner runs the whole series at their own pace; MODE=lockstep: every
+# lesson in all LEARNERS kernels at the same moment, as a class following the instructor.
+MODE ?= series
+classroom-load: dev ## LEARNERS=N [MODE=lockstep] N learners at once on one server (docs/benchmark.md)
+	$(BIN)/python -m tutorial_harness.classroom_load --mode $(MODE) --learners $(LEARNERS)
 
 class-list: venv ## every learner's tutorial schemas with sizes (drop: python -m tutorial_kit class drop)
 	$(BIN)/python -m tutorial_kit class list

@@ -7,118 +7,58 @@ compose or an existing server. Any error output fails; so do warnings on
 stderr, server connections left open after a pass, and any change to the
 reader's tables, and any exercise check that does not print "not yet" (the
 committed notebooks hold no answers), or any claim listed in tests/claims/ that
-the outputs no longer back. New notebooks are picked up with no new
-test code.
+the outputs no longer back (tutorial_harness.claims: the bar of a clean run). On
+the embedded server, the first pass's peak of client connections must stay
+within the lesson's measured peak in tutorial_kit.classroom. New notebooks are
+picked up with no new test code.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
-import yaml
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
+from tutorial_harness.claims import run_problems
+from tutorial_harness.connections import PeakSampler, wait_for_at_most
 from tutorial_harness.pg_server import READER_SNAPSHOT_SQL
 from tutorial_harness.pytest_plugin import skip_without_pgbouncer
-from tutorial_harness.runner import (
-    kernel_env,
-    notebook_paths,
-    run_notebook,
-    stderr_problems,
-)
+from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
+from tutorial_kit.classroom import LESSON_PEAKS
 from tutorial_kit.database import start_embedded
-from tutorial_kit.exercises import printed_verdicts
 
 NOTEBOOKS = notebook_paths()
-CLAIMS = Path(__file__).resolve().parent / "claims"
-OPEN_CONNECTIONS_SQL = text(
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-)
+#: How often the first pass on the embedded server counts client connections, in seconds.
+PEAK_SAMPLE_EVERY = 0.02
 
 
-async def open_connections(url: str) -> int:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(OPEN_CONNECTIONS_SQL))
-    finally:
-        await engine.dispose()
+async def execute(path: Path, env: dict[str, str], url: str, peak_bound: int | None = None) -> None:
+    """Two passes in one kernel, each leaving no connection open; the run must be clean.
 
-
-async def execute(path: Path, env: dict[str, str], url: str) -> None:
+    With ``peak_bound``, the client connections on the server are sampled during the
+    first pass (the test's own server: nothing else connects) and must stay within it.
+    """
     leaks: list[str] = []
+    sampler = None if peak_bound is None else PeakSampler(url, every=PEAK_SAMPLE_EVERY)
 
     async def after_pass(n: int) -> None:
-        # Give the server a moment to notice closed sockets before counting.
-        for _ in range(20):
-            count = await open_connections(url)
-            if count == 0:
-                return
-            await asyncio.sleep(0.1)
-        leaks.append(f"pass {n + 1}: {count} server connection(s) still open at the end")
+        if n == 0 and sampler is not None:
+            sampler.stop()  # before the count below, whose connection it would see
+        count = await wait_for_at_most(url, 0, timeout=2.0)
+        if count:
+            leaks.append(f"pass {n + 1}: {count} server connection(s) still open at the end")
 
-    run = await run_notebook(path, env=env, passes=2, after_pass=after_pass)
+    with sampler or nullcontext():
+        run = await run_notebook(path, env=env, passes=2, after_pass=after_pass)
     assert not leaks, leaks
-    problems = stderr_problems(run.nb)
-    assert not problems, "stderr output a reader would see:\n" + "\n".join(problems)
-    # The committed notebooks are the learner's: no exercise is answered in them.
-    answered = [f"cell {i}: {line!r}" for i, line, verdict in printed_verdicts(run.nb.cells)
-                if verdict != "not yet"]
-    assert not answered, "every check should print its 'not yet' line:\n" + "\n".join(answered)
-    wrong = claim_problems(path, run.nb)
-    assert not wrong, "claims the outputs no longer back:\n" + "\n".join(wrong)
-
-
-def output_text(nb) -> str:
-    """Everything the code cells printed or displayed as text, in order."""
-    parts = []
-    for cell in nb.cells:
-        # A cell's prints can arrive as several stream messages, split mid-line:
-        # join them as printed, and put a line break only between cells and displays.
-        text = ""
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                text += out.get("text", "")
-            elif "data" in out:
-                text += "\n" + out["data"].get("text/plain", "") + "\n"
-        parts.append(text)
-    return "\n".join(parts)
-
-
-def claim_problems(path: Path, nb) -> list[str]:
-    """Check the claims listed in tests/claims/<notebook>.yml against the outputs.
-
-    Each entry: ``claim`` (the sentence the notebook makes), ``pattern`` (a regex
-    with named groups, searched in the outputs), and optionally ``min`` / ``max``
-    (group -> number) and ``equal`` (pairs of groups that must match).
-    """
-    source = CLAIMS / f"{path.stem}.yml"
-    if not source.exists():
-        return []
-    text = output_text(nb)
-    problems = []
-    for entry in yaml.safe_load(source.read_text()) or []:
-        found = re.search(entry["pattern"], text, re.M)
-        if found is None:
-            problems.append(f"{entry['claim']}: no output matches {entry['pattern']!r}")
-            continue
-        groups = found.groupdict()
-        for name, bound in (entry.get("min") or {}).items():
-            if float(groups[name]) < bound:
-                problems.append(f"{entry['claim']}: {name}={groups[name]} < {bound}")
-        for name, bound in (entry.get("max") or {}).items():
-            if float(groups[name]) > bound:
-                problems.append(f"{entry['claim']}: {name}={groups[name]} > {bound}")
-        for a, b in entry.get("equal") or []:
-            if groups[a] != groups[b]:
-                problems.append(f"{entry['claim']}: {a}={groups[a]} but {b}={groups[b]}")
-    return problems
+    problems = run_problems(path, run.nb)
+    assert not problems, "not a clean run:\n" + "\n".join(problems)
+    if sampler is not None and peak_bound is not None:
+        assert sampler.peak <= peak_bound, (
+            f"{path.stem} held {sampler.peak} client connections at once on its first pass "
+            f"(sampled every {PEAK_SAMPLE_EVERY * 1000:.0f} ms); its measured peak in "
+            f"tutorial_kit.classroom is {peak_bound}")
 
 
 def test_notebooks_found() -> None:
@@ -132,7 +72,8 @@ async def test_notebook_embedded(path: Path, embedded_pgdata: Path) -> None:
     """(a) No DATABASE_URL: the notebook finds the embedded server by itself."""
     skip_without_pgbouncer(path)
     url = start_embedded(embedded_pgdata)
-    await execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url)
+    await execute(path, kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), url,
+                  peak_bound=LESSON_PEAKS[path.name[:2]])
 
 
 @pytest.mark.notebooks

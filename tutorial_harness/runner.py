@@ -63,8 +63,13 @@ async def run_notebook(
     timeout: int = 120,
     nb: nbformat.NotebookNode | None = None,
     allow_errors: bool = False,
+    kernel_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> NotebookRun:
-    """Execute ``path`` ``passes`` times in one fresh kernel; raise on any error output."""
+    """Execute ``path`` ``passes`` times in one fresh kernel; raise on any error output.
+
+    ``kernel_ready`` is awaited once the kernel is up, before the first cell: a class
+    in lockstep waits there until every learner's kernel is up, then all run at once.
+    """
     nb = nb if nb is not None else nbformat.read(path, as_version=4)
     run = NotebookRun(path, nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -75,6 +80,8 @@ async def run_notebook(
         pid = client.km.provisioner.pid  # type: ignore[union-attr]
         sampler = asyncio.create_task(_sample_rss(pid, run))
         try:
+            if kernel_ready is not None:
+                await kernel_ready()
             for n in range(passes):
                 client.reset_execution_trackers()
                 timings: list[CellTiming] = []
