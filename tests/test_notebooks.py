@@ -26,6 +26,7 @@ from tutorial_harness.pg_server import READER_SNAPSHOT_SQL
 from tutorial_harness.pytest_plugin import skip_without_pgbouncer
 from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
 from tutorial_kit.classroom import LESSON_PEAKS
+from tutorial_kit.connection_slots import PER_LEARNER
 from tutorial_kit.database import start_embedded
 
 NOTEBOOKS = notebook_paths()
@@ -37,7 +38,8 @@ async def execute(path: Path, env: dict[str, str], url: str, peak_bound: int | N
     """Two passes in one kernel, each leaving no connection open; the run must be clean.
 
     With ``peak_bound``, the client connections on the server are sampled during the
-    first pass (the test's own server: nothing else connects) and must stay within it.
+    first pass (the test's own server: nothing else connects) and must stay within it,
+    and within ``PER_LEARNER`` beyond the class's connection slots held.
     """
     leaks: list[str] = []
     sampler = None if peak_bound is None else PeakSampler(url, every=PEAK_SAMPLE_EVERY)
@@ -59,6 +61,12 @@ async def execute(path: Path, env: dict[str, str], url: str, peak_bound: int | N
             f"{path.stem} held {sampler.peak} client connections at once on its first pass "
             f"(sampled every {PEAK_SAMPLE_EVERY * 1000:.0f} ms); its measured peak in "
             f"tutorial_kit.classroom is {peak_bound}")
+        # The class budget's rule (docs/instructor-guide.md, "The connection budget"):
+        # beyond the class's connection slots it holds, a learner holds at most PER_LEARNER.
+        assert sampler.beyond_slots <= PER_LEARNER, (
+            f"{path.stem} held {sampler.beyond_slots} client connections beyond the "
+            f"connection slots it held at that moment (at most {PER_LEARNER}): a cell that "
+            "opens more needs `async with connection_slots(DATABASE_URL, n)`")
 
 
 def test_notebooks_found() -> None:

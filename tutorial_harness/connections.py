@@ -17,10 +17,19 @@ from types import TracebackType
 
 from sqlalchemy import text
 
+from tutorial_kit.connection_slots import LOCK_CLASS
 from tutorial_kit.database import one_off_connection
 
 CLIENTS_SQL = text("SELECT count(*) FROM pg_stat_activity "
                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+#: One snapshot: the client connections, and the class's connection slots held
+#: (tutorial_kit/connection_slots.py; the lock that guards taking them is not a slot).
+SAMPLE_SQL = text(
+    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    " AND pid <> pg_backend_pid()),"
+    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND classid = :cls AND objsubid = 2 AND objid::bigint < 2147483648)"
+).bindparams(cls=LOCK_CLASS)
 
 
 async def client_connections(url: str) -> int:
@@ -47,7 +56,10 @@ class PeakSampler:
     The sampling runs in a thread with an event loop of its own, so it keeps its
     pace while the caller's loop is busy with many kernels' messages; the longest
     gap between two samples is kept to say how fine the sampling really was.
-    ``peak`` is the most seen since the start, ``since_mark`` since :meth:`mark`.
+    ``peak`` is the most seen since the start, ``since_mark`` since :meth:`mark`;
+    ``beyond_slots`` is the most connections seen beyond the class's connection
+    slots held at that moment (one learner alone: what must stay within
+    ``connection_slots.PER_LEARNER``).
     """
 
     def __init__(self, url: str, every: float) -> None:
@@ -55,6 +67,7 @@ class PeakSampler:
         self.every = every
         self.peak = 0
         self.since_mark = 0
+        self.beyond_slots = 0
         self.longest_gap = 0.0
         self._stop = threading.Event()
         self._first = threading.Event()
@@ -101,8 +114,9 @@ class PeakSampler:
             last: float | None = None
             while not self._stop.is_set():
                 began = time.perf_counter()
-                now = int(await conn.scalar(CLIENTS_SQL))
+                now, slots = (await conn.execute(SAMPLE_SQL)).one()
                 self.peak = max(self.peak, now)
+                self.beyond_slots = max(self.beyond_slots, now - slots)
                 self.since_mark = max(self.since_mark, now)
                 self._first.set()
                 if last is not None:
