@@ -24,7 +24,7 @@ PORT ?= 8888
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev lab lab-settings check test test-matrix binder-like lint strip db db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
+.PHONY: help venv dev lab lab-settings check test test-matrix binder-like lint strip db stop db-stop reset-db benchmark student instructor book html clean classroom-load class-list class-budget hub
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,11 +46,13 @@ venv: $(LAB_STAMP) ## create or refresh .venv/ with the learner's packages (requ
 dev: $(DEV_STAMP) ## venv plus the contributors' tools (requirements-dev.txt)
 
 # PostgreSQL starts while JupyterLab does (a first embedded start is an initdb: seconds), so
-# its "Database: ..." line, or a setup problem's message, shows among JupyterLab's log lines;
-# a notebook's first connecting cell says the same again.
+# its "Database: ..." line and where it runs, or a setup problem's message, show among
+# JupyterLab's log lines; a notebook's first connecting cell says the same again. When
+# JupyterLab exits (Ctrl-C, File > Shut Down), the embedded server stops too if make lab
+# started it (python -m tutorial_kit lab, in tutorial_kit/__main__.py).
 lab: venv lab-settings ## start PostgreSQL (compose or embedded) and open JupyterLab on notebook 00
-	$(BIN)/python -m tutorial_kit up & \
-	$(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(NOTEBOOK)
+	$(BIN)/python -m tutorial_kit lab -- \
+	  $(BIN)/jupyter lab --port=$(PORT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 
 # JupyterLab reads every file in <sys.prefix>/share/jupyter/lab/settings/overrides.d/ as
 # default settings: lab-settings/overrides.json turns off the "Jupyter news?" popup.
@@ -107,10 +109,12 @@ strip: | $(DEV_STAMP) ## nbstripout over notebooks/ (or NOTEBOOKS=...): outputs,
 db: venv ## make sure a PostgreSQL is running and say which one
 	$(BIN)/python -m tutorial_kit up
 
-db-stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/)
+stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/); says so if none runs
 	$(BIN)/python -m tutorial_kit stop
 
-reset-db: venv ## drop your own tutorial schemas (nothing else; other learners' stay)
+db-stop: stop ## the same as make stop
+
+reset-db: venv ## drop your own tutorial schemas (nothing else; other learners' stay); a server it starts, it stops
 	$(BIN)/python -m tutorial_kit reset
 
 benchmark: dev ## per notebook: wall time, slowest cell, peak kernel RSS

@@ -7,8 +7,18 @@ function for their ``jovyan``.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import pwd
 import subprocess
+import time
+
+#: Locked (``flock``) while this module creates a user: the folder of the user database,
+#: which ``useradd`` never replaces (it replaces ``/etc/passwd`` itself).
+USER_DB_DIR = "/etc"
+#: ``useradd`` fails with "cannot lock /etc/passwd" while another program edits the users;
+#: it is tried this many times, waiting longer each time.
+USERADD_ATTEMPTS = 6
 
 
 def ensure_user(name: str, *, system: bool = True, shell: str = "/usr/sbin/nologin",
@@ -16,6 +26,11 @@ def ensure_user(name: str, *, system: bool = True, shell: str = "/usr/sbin/nolog
     """The passwd entry of ``name``, after creating the user (no home) if it is missing.
 
     Creating needs root; an existing user is returned as it is, never changed.
+    Processes that create the same user at the same moment (kernels starting the
+    embedded server together) take turns: ``useradd`` checks that the name is free
+    before it locks the user database, so two at once would both succeed and the
+    second would rewrite the entry with another UID (shadow-utils 4.13 does),
+    after the first had given a folder to the first UID.
     """
     try:
         return pwd.getpwnam(name)
@@ -26,5 +41,22 @@ def ensure_user(name: str, *, system: bool = True, shell: str = "/usr/sbin/nolog
         cmd.append("--system")
     if uid is not None:
         cmd += ["--uid", str(uid)]
-    subprocess.run([*cmd, name], check=True, capture_output=True)
-    return pwd.getpwnam(name)
+    fd = os.open(USER_DB_DIR, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # one creator at a time; closing the fd releases it
+        for attempt in range(USERADD_ATTEMPTS):
+            try:
+                return pwd.getpwnam(name)  # made by whoever had the lock before us
+            except KeyError:
+                pass
+            made = subprocess.run([*cmd, name], check=False, capture_output=True)
+            if made.returncode == 0 or attempt == USERADD_ATTEMPTS - 1:
+                break
+            time.sleep(0.1 * 2**attempt)  # another program holds /etc/passwd's lock
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            made.check_returncode()  # useradd's own error, with its stderr
+            raise
+    finally:
+        os.close(fd)

@@ -67,6 +67,9 @@ T = TypeVar("T")
 
 #: URLs that passed the probe in this process (kernel): checked once, then trusted.
 _verified: set[str] = set()
+#: Starts of the embedded server before its probe's failure counts: a stop at that
+#: moment (make stop in another terminal) is followed by a start, not by an error.
+_EMBEDDED_ATTEMPTS = 3
 
 
 class DatabaseConfigError(TutorialError):
@@ -94,6 +97,8 @@ class Database:
     source: Source
     reason: str
     notes: tuple[str, ...] = field(default=())
+    #: The embedded server, and whether this call started it (None for the other sources).
+    server: embedded.Started | None = None
 
     def describe(self) -> str:
         shown = make_url(self.url).render_as_string(hide_password=True)
@@ -121,9 +126,20 @@ def find_database() -> Database:
     if compose_problem is None:
         return Database(COMPOSE_URL, "compose", "the compose server answers on localhost:5432")
 
-    url = start_embedded()
-    run_sync(_probe(url, timeout=CONNECT_TIMEOUT, what="the embedded server"))
-    return Database(url, "embedded", f"DATABASE_URL is not set and {compose_problem}")
+    reason = f"DATABASE_URL is not set and {compose_problem}"
+    attempts_left = _EMBEDDED_ATTEMPTS
+    while True:
+        server = embedded.start(EMBEDDED_DIR)
+        url = embedded_url(server.postmaster)
+        try:
+            run_sync(_probe(url, timeout=CONNECT_TIMEOUT, what="the embedded server"))
+            return Database(url, "embedded", reason, server=server)
+        except DatabaseConfigError:
+            attempts_left -= 1
+            now, _ = embedded.running(EMBEDDED_DIR)
+            if not attempts_left or (now is not None and now.status == "ready"):
+                raise  # the server runs and still fails: that is the problem to show
+            # else it was stopped (or is stopping) since it was found: start it again
 
 
 def normalize_url(raw: str) -> tuple[str, list[str]]:
@@ -164,9 +180,13 @@ def start_embedded(pgdata: Path | None = None) -> str:
     """Start (or reuse) the embedded PostgreSQL and return its asyncpg URL.
 
     The server keeps running after this process exits, so every kernel shares
-    one server and later starts take milliseconds. ``make db-stop`` stops it.
+    one server and later starts take milliseconds. ``make stop`` stops it.
     """
-    info = embedded.start(Path(pgdata or EMBEDDED_DIR))
+    return embedded_url(embedded.start(Path(pgdata or EMBEDDED_DIR)).postmaster)
+
+
+def embedded_url(info: embedded.Postmaster) -> str:
+    """The asyncpg URL of the embedded server ``info`` describes."""
     if info.socket_dir is None:  # TCP on loopback instead of a socket
         return URL.create(
             "postgresql+asyncpg", username="postgres", host=info.host or "127.0.0.1",

@@ -16,6 +16,22 @@ world-listable, and it trusts any live process whose PID is in a stale
   only if that process is a ``postgres`` whose data directory is this one.
   A stale file whose PID now belongs to another process is set aside, and that
   process is left alone.
+
+Many processes may start the server at the same moment (two notebooks opened at
+once on first use, a kernel while ``make lab`` starts it). They share one server:
+
+- Starting and stopping hold one lock per data directory (``flock`` on the
+  directory itself), so one process initialises and starts, the others wait
+  and then find the server ready; a stop waits for a start in progress, and
+  the reverse.
+- initdb writes into a folder inside the data directory and its files are moved
+  up when it has finished, ``PG_VERSION`` last: an interrupted first start
+  leaves that folder (removed by the next start), never a half-made data
+  directory that looks initialised.
+- Whatever ``postmaster.pid`` says is waited out under the lock: ``starting``
+  (or a file still being written) until ``ready``, ``stopping`` until the
+  server is gone, then it is started again. A start that ``pg_ctl`` reports as
+  failed is checked against the server that is actually running.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import hashlib
 import itertools
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,6 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import psutil
 
@@ -47,6 +65,14 @@ SYSTEM_USER = "embedded_postgres"
 #: goes to a short per-data-directory folder under the temp dir.
 _SOCKET_PATH_MAX = 107
 _SOCKET_NAME = ".s.PGSQL.5432"
+#: initdb's folder inside the data directory until its files are moved up.
+_INITDB_DIR = ".initdb-in-progress"
+#: How long a start waits for a server that is starting or stopping (a busy machine is slow).
+SETTLE_TIMEOUT = 90.0
+#: A ``postmaster.pid`` still unreadable after this long is a crashed start's remnant;
+#: a server writes its file in milliseconds.
+HALF_WRITTEN_GRACE = 5.0
+_NOT_RUNNING = "not running"
 
 
 class EmbeddedServerError(TutorialError):
@@ -66,7 +92,10 @@ class Postmaster:
 
     @classmethod
     def read(cls, pgdata: Path) -> Postmaster | None:
-        """Parse ``pgdata/postmaster.pid``; None if absent or unreadable (half written)."""
+        """Parse ``pgdata/postmaster.pid``; None if absent or unreadable (half written).
+
+        A negative PID is a standalone backend's (initdb's bootstrap, single-user mode).
+        """
         try:
             lines = (pgdata / "postmaster.pid").read_text().splitlines()
             pid = int(lines[0])
@@ -77,6 +106,13 @@ class Postmaster:
                    port=int(field[3]) if field[3].isdigit() else None,
                    socket_dir=Path(field[4]) if field[4] else None,
                    host=field[5] or None, status=field[7])
+
+
+class Started(NamedTuple):
+    """The running server, and whether this call started it (False: it was running)."""
+
+    postmaster: Postmaster
+    started_here: bool
 
 
 def _pg() -> ModuleType:
@@ -104,6 +140,8 @@ def our_postmaster(pgdata: Path, pid: int) -> psutil.Process | None:
     postmaster sets to its data directory) is ``pgdata``.
     """
     pgdata = Path(pgdata).resolve()
+    if pid <= 0:  # psutil refuses these; a standalone backend's is -PID (see running())
+        return None
     try:
         proc = psutil.Process(pid)
         cmdline = proc.cmdline()
@@ -131,17 +169,21 @@ def running(pgdata: Path) -> tuple[Postmaster | None, str]:
     """``(postmaster, note)``: the live server on ``pgdata``, or None and why not.
 
     A ``postmaster.pid`` whose PID is not our server is *stale*; the note names
-    the process that holds that PID now, which is never touched.
+    the process that holds that PID now, which is never touched. A standalone
+    backend writes its PID negated (initdb's bootstrap): it counts as a server
+    that is starting, with an empty status.
     """
     info = Postmaster.read(pgdata)
     if info is None:
-        return None, "not running"
-    if our_postmaster(pgdata, info.pid) is not None:
+        if (pgdata / "postmaster.pid").exists():
+            return None, "postmaster.pid is being written"
+        return None, _NOT_RUNNING
+    if our_postmaster(pgdata, abs(info.pid)) is not None:
         return info, f"running (PID {info.pid})"
     try:
-        other = psutil.Process(info.pid)
+        other = psutil.Process(abs(info.pid))
         who = f"now belongs to another process ({other.name()}, user {other.username()})"
-    except psutil.Error:
+    except (psutil.Error, ValueError):
         who = "no longer exists"
     return None, f"stale postmaster.pid: its PID {info.pid} {who}"
 
@@ -154,7 +196,7 @@ def _set_aside_stale(pgdata: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(pgdata: Path) -> Iterator[None]:
-    """One starter at a time per data directory (kernels may start together)."""
+    """One starter or stopper at a time per data directory (kernels may start together)."""
     fd = os.open(pgdata, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -209,7 +251,8 @@ def _socket_dir(pgdata: Path, user: str | None) -> Path:
         short.mkdir(mode=0o700)
     if user is not None:
         entry = ensure_user(user)
-        os.chown(short, entry.pw_uid, entry.pw_gid)
+        # Not through a symlink someone else may have put at that name in the shared temp dir.
+        os.chown(short, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     return short
 
 
@@ -221,72 +264,138 @@ def _log_tail(pgdata: Path, lines: int = 4) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def start(pgdata: Path) -> Postmaster:
-    """Start the server on ``pgdata`` (initialising it on first use), or reuse a running one."""
+def start(pgdata: Path) -> Started:
+    """Start the server on ``pgdata`` (initialising it on first use), or reuse a running one.
+
+    Safe to call from many processes at once: they all get the same server (see the
+    module's docstring). ``started_here`` says whether this call started it.
+    """
     pgdata = Path(pgdata).expanduser().absolute()
     info, _ = running(pgdata)
     if info is not None and info.status == "ready":  # the common case: milliseconds
-        return info
+        return Started(info, started_here=False)
     user = server_user()
     _make_data_dir(pgdata, user)
     if user is not None:
         _check_reachable(pgdata, user)
-    pg = _pg()
-    as_user = {"user": user, "cwd": str(pgdata)}
     with _locked(pgdata):
         if not (pgdata / "PG_VERSION").exists():
-            try:
-                pg.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8",
-                           "-U", "postgres"], pgdata=pgdata, timeout=120, **as_user)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-                raise EmbeddedServerError(problems.INITDB_FAILED.message(
-                    pgdata=pgdata, error=err)) from None
-        info, note = running(pgdata)
-        if info is not None:
-            return _wait_ready(pgdata, info)
-        if note.startswith("stale"):
-            _set_aside_stale(pgdata)
+            _initdb(pgdata, user)
+        info = _settled(pgdata)
+        if info is not None:  # another process started it while we waited for the lock
+            return Started(info, started_here=False)
         sock = _socket_dir(pgdata, user)
         try:
-            pg.pg_ctl(["-w", "-t", "30", "-o", '-h ""', "-o", f"-k {shlex.quote(str(sock))}",
-                       "-l", str(pgdata / "log"), "start"], pgdata=pgdata, timeout=60, **as_user)
+            _pg().pg_ctl(["-w", "-t", "30", "-o", '-h ""', "-o", f"-k {shlex.quote(str(sock))}",
+                          "-l", str(pgdata / "log"), "start"], pgdata=pgdata, timeout=60,
+                         user=user, cwd=str(pgdata))
+            launched = True
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            raise EmbeddedServerError(problems.DID_NOT_START.message(
-                pgdata=pgdata, log=pgdata / "log", tail=_log_tail(pgdata))) from None
-        info, note = running(pgdata)
-        if info is None:
+            # On a busy machine the server may still be starting when pg_ctl gives up
+            # waiting; what runs now decides, not pg_ctl's exit status.
+            launched = False
+        info = _settled(pgdata)
+        if info is not None:
+            return Started(info, started_here=True)
+        if launched:
             raise EmbeddedServerError(problems.NOT_RUNNING_AFTER_START.message(
-                pgdata=pgdata, note=note, log=pgdata / "log"))
-        return _wait_ready(pgdata, info)
+                pgdata=pgdata, note=running(pgdata)[1], log=pgdata / "log"))
+        raise EmbeddedServerError(problems.DID_NOT_START.message(
+            pgdata=pgdata, log=pgdata / "log", tail=_log_tail(pgdata)))
 
 
-def _wait_ready(pgdata: Path, info: Postmaster, timeout: float = 30.0) -> Postmaster:
-    """A server that is still starting writes ``starting``; wait for ``ready``."""
-    deadline = time.monotonic() + timeout
-    while info.status != "ready" and time.monotonic() < deadline:
+def _initdb(pgdata: Path, user: str | None) -> None:
+    """initdb into a folder inside ``pgdata``, then move its files up, ``PG_VERSION`` last.
+
+    Under the lock. A first start that is interrupted (Ctrl-C, a kill, initdb's
+    timeout, which kills it) leaves only that folder, and the next start removes it.
+    """
+    work = pgdata / _INITDB_DIR
+    if work.exists():
+        shutil.rmtree(work)
+    others = sorted(p.name for p in pgdata.iterdir())
+    if others:
+        raise EmbeddedServerError(problems.INITDB_FAILED.message(
+            pgdata=pgdata, error=f"it is not empty: {', '.join(others[:5])}"))
+    work.mkdir(mode=0o700)
+    if user is not None:
+        entry = ensure_user(user)
+        os.chown(work, entry.pw_uid, entry.pw_gid)
+    try:
+        _pg().initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
+                     pgdata=work, timeout=120, user=user, cwd=str(pgdata))
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        raise EmbeddedServerError(problems.INITDB_FAILED.message(
+            pgdata=pgdata, error=err)) from None
+    for entry_path in sorted(work.iterdir(), key=lambda p: p.name == "PG_VERSION"):
+        entry_path.rename(pgdata / entry_path.name)
+    work.rmdir()
+
+
+def _settled(pgdata: Path) -> Postmaster | None:
+    """Under the lock: the server once it is ``ready``, or None once nothing runs.
+
+    A server that is starting is waited for until ready, one that is stopping until
+    it is gone. A stale ``postmaster.pid``, or one that stays unreadable, is set
+    aside (no process is signalled).
+    """
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    unreadable_since: float | None = None
+    status = ""
+    while True:
+        info, note = running(pgdata)
+        if info is not None and info.status == "ready":
+            return info
+        if info is None and note == _NOT_RUNNING:
+            return None
+        if info is None and note.startswith("stale"):
+            _set_aside_stale(pgdata)
+            return None
+        if info is None:  # being written, or a crashed start's remnant
+            now = time.monotonic()
+            unreadable_since = unreadable_since or now
+            if now - unreadable_since > HALF_WRITTEN_GRACE:
+                _set_aside_stale(pgdata)
+                return None
+        else:
+            status = info.status
+        if time.monotonic() > deadline:
+            if status == "stopping":
+                raise EmbeddedServerError(problems.STILL_STOPPING.message(
+                    pgdata=pgdata, seconds=int(SETTLE_TIMEOUT)))
+            raise EmbeddedServerError(problems.DID_NOT_START.message(
+                pgdata=pgdata, log=pgdata / "log", tail=_log_tail(pgdata)))
         time.sleep(0.1)
-        info = Postmaster.read(pgdata) or info
-    return info
 
 
-def stop(pgdata: Path, *, mode: str = "fast") -> str:
+def stop(pgdata: Path, *, mode: str = "fast", only_pid: int | None = None) -> str:
     """Stop our server on ``pgdata`` with ``pg_ctl stop``; return one line saying what happened.
 
     Nothing is signalled unless ``postmaster.pid`` names a ``postgres`` process
-    on this very data directory.
+    on this very data directory. With ``only_pid``, only that server is stopped:
+    whoever started it again since is left alone.
     """
     pgdata = Path(pgdata).expanduser().absolute()
-    info, note = running(pgdata)
-    if info is None:
-        if note.startswith("stale"):
-            _set_aside_stale(pgdata)
-            # note: "stale postmaster.pid: its PID … <whose it is now>"
-            return problems.STALE_PID.message(pgdata=pgdata, pid_note=note.split(": ", 1)[1])
-        return f"The embedded server is not running ({pgdata})."
-    try:
-        _pg().pg_ctl(["-w", "-t", "30", "-m", mode, "stop"], pgdata=pgdata, timeout=60,
-                     user=server_user(), cwd=str(pgdata))
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        raise EmbeddedServerError(problems.COULD_NOT_STOP.message(
-            pgdata=pgdata, error=err, log=pgdata / "log")) from None
+    nothing = f"The embedded server is not running ({pgdata}): nothing to stop."
+    if not pgdata.is_dir():
+        return nothing
+    with _locked(pgdata):  # not while another process starts it
+        info, note = running(pgdata)
+        if info is None:
+            if note.startswith("stale"):
+                _set_aside_stale(pgdata)
+                # note: "stale postmaster.pid: its PID … <whose it is now>"
+                return problems.STALE_PID.message(pgdata=pgdata,
+                                                  pid_note=note.split(": ", 1)[1])
+            return nothing
+        if only_pid is not None and info.pid != only_pid:
+            return (f"The embedded server in {pgdata} was restarted since (PID {info.pid}), "
+                    "so it was left running.")
+        try:
+            _pg().pg_ctl(["-w", "-t", "30", "-m", mode, "stop"], pgdata=pgdata, timeout=60,
+                         user=server_user(), cwd=str(pgdata))
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            if running(pgdata)[0] is not None:  # not merely stopped by someone else meanwhile
+                raise EmbeddedServerError(problems.COULD_NOT_STOP.message(
+                    pgdata=pgdata, error=err, log=pgdata / "log")) from None
     return f"Stopped the embedded server; its data stays in {pgdata}."

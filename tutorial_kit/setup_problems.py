@@ -412,6 +412,13 @@ NOT_RUNNING_AFTER_START = SetupProblem(
     when="embedded.start: pg_ctl said it started, but postmaster.pid names no server of ours",
     problem="The embedded PostgreSQL in {pgdata} started but is not running ({note}).",
     fix="Its log: {log}.")
+STILL_STOPPING = SetupProblem(
+    key="still-stopping", title="is still stopping after",
+    when="embedded.start: postmaster.pid says stopping, and the server did not go away in time",
+    problem="The embedded PostgreSQL in {pgdata} is still stopping after {seconds} s (a smart "
+            "shutdown waits until every session has closed).",
+    fix="Shut down the kernels that use it, or run make stop (a fast shutdown), then run the "
+        "cell again.")
 COULD_NOT_STOP = SetupProblem(
     key="could-not-stop", title="could not stop the embedded server",
     when="embedded.stop: pg_ctl stop fails or times out",
@@ -419,7 +426,7 @@ COULD_NOT_STOP = SetupProblem(
     fix="Its log: {log}.")
 STALE_PID = SetupProblem(
     key="stale-pid", title="stale postmaster.pid",
-    when="embedded.stop (make db-stop): postmaster.pid names a process that is not our server; "
+    when="embedded.stop (make stop): postmaster.pid names a process that is not our server; "
          "a note, not an error",
     problem="The embedded server in {pgdata} is not running; it had a stale postmaster.pid: "
             "{pid_note}, which was left alone.",
@@ -480,7 +487,7 @@ CATALOGUE: tuple[SetupProblem, ...] = (
     NO_ANSWER, NOTHING_ANSWERS, CANNOT_REACH, CONNECTION_LIMIT, SERVER_FULL, CANNOT_CONNECT,
     NO_CREATE, FOREIGN_SCHEMA,
     PGDATA_PARENT_MISSING, CANNOT_ENTER, INITDB_FAILED, DID_NOT_START, NOT_RUNNING_AFTER_START,
-    COULD_NOT_STOP, STALE_PID,
+    STILL_STOPPING, COULD_NOT_STOP, STALE_PID,
     NO_PGBOUNCER, PGBOUNCER_VERSION, PREPARED_STATEMENTS_NEED_1_21, PGBOUNCER_AS_ROOT,
     PGBOUNCER_DID_NOT_START, PGBOUNCER_NOT_STARTED, NO_OPENSSL, OPENSSL_FAILED,
     NO_ROOM,

