@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tutorial_kit.connection_slots import connection_slots
 from tutorial_kit.exercises import check, describe, unanswered
 
 #: ``statement_timeout`` as ``pg_settings`` shows it once ``SET`` to 1500ms in the session.
@@ -53,23 +54,26 @@ async def checkout_again(engine: AsyncEngine) -> tuple[Any, ...]:
 async def two_connections(engine: AsyncEngine) -> Probe:
     """Hold two connections of ``engine``'s pool at once and read each one's setting.
 
-    The pool is disposed afterwards, so nothing the probe opened stays behind.
+    The pool is disposed afterwards, so nothing the probe opened stays behind. With the
+    PgBouncer's server connection, that is three at once: on a class server the probe
+    first waits for room (``connection_slots``).
     """
     seen = []
-    try:
-        async with engine.connect() as first, engine.connect() as second:
-            for conn in (first, second):
-                raw = await conn.get_raw_connection()
-                # Nothing has run on this checkout yet: a transaction here is the listener's.
-                open_at_checkout = bool(raw.driver_connection.is_in_transaction())
-                before = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
-                await conn.rollback()
-                after = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
-                seen.append((before, after, bool(raw.dbapi_connection.autocommit),
-                             open_at_checkout))
-        return seen
-    finally:
-        await engine.dispose()
+    async with connection_slots(engine.url.render_as_string(hide_password=False), 2):
+        try:
+            async with engine.connect() as first, engine.connect() as second:
+                for conn in (first, second):
+                    raw = await conn.get_raw_connection()
+                    # Nothing has run on this checkout yet: a transaction here is the listener's.
+                    open_at_checkout = bool(raw.driver_connection.is_in_transaction())
+                    before = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
+                    await conn.rollback()
+                    after = tuple((await conn.execute(STATEMENT_TIMEOUT)).one())
+                    seen.append((before, after, bool(raw.dbapi_connection.autocommit),
+                                 open_at_checkout))
+            return seen
+        finally:
+            await engine.dispose()
 
 
 async def ex1(answer: Any, *, engine: AsyncEngine, seen: list[tuple[Any, ...]] | None) -> None:
