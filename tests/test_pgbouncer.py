@@ -112,6 +112,21 @@ async def test_embedded_server_over_its_unix_socket(embedded_pgdata: Path) -> No
 
 @needs_binary
 @pytest.mark.asyncio
+async def test_a_restart_keeps_the_port(embedded_pgdata: Path) -> None:
+    """Lesson 13 restarts its PgBouncer: the engines made from url() reach it again."""
+    url = start_embedded(embedded_pgdata)
+    bouncer, _ = await _round_trip(url)
+    port = bouncer.port
+    await bouncer.start()
+    try:
+        assert bouncer.port == port
+        assert await _through(bouncer, **SAFE_ARGS) == 42
+    finally:
+        await bouncer.stop()
+
+
+@needs_binary
+@pytest.mark.asyncio
 async def test_start_leaves_the_event_loop_free(embedded_pgdata: Path) -> None:
     """While PgBouncer comes up, other tasks on the notebook's loop keep running."""
     url = start_embedded(embedded_pgdata)

@@ -276,14 +276,17 @@ class PgBouncer:
         """Write the config, start the process, return once it accepts connections.
 
         The wait is awaited, so the notebook's event loop (and anything else on it) keeps
-        running while PgBouncer comes up.
+        running while PgBouncer comes up. After :meth:`stop`, this restarts it on the
+        same port, with no server connections.
         """
         if self.running:
             return self
         self._tmp = tempfile.TemporaryDirectory(prefix="tutorial-pgbouncer-")
         run_as = _run_as()
+        # A restart keeps the port: url(), and the engines made from it, still reach it.
+        kept = self.port
         for attempt in range(3):  # another program may grab the free port first
-            self.port = free_port()
+            self.port = kept or free_port()
             self._write_config(run_as)
             # -q: log to the logfile only; stderr keeps what comes before it (config errors).
             with open(self.directory / "stderr.log", "wb") as stderr:
