@@ -20,6 +20,7 @@ import pytest
 from tutorial_harness import REPO
 from tutorial_harness.lessons import lessons
 from tutorial_harness.runner import notebook_paths
+from tutorial_kit.classroom import LESSON_PEAKS
 from tutorial_kit.exercises import CHECK_CALL, VERDICT, exercises, line, solution_code
 
 LESSONS = lessons()
@@ -344,3 +345,15 @@ def test_quoted_verdicts_are_what_a_check_prints() -> None:
              for quote in QUOTED_VERDICT.findall(text)
              if not VERDICT.match(quote.replace("N", "1").replace("K", "1"))]
     assert not wrong, f"quotes that no check prints (tutorial_kit.exercises.line): {wrong}"
+
+
+def test_instructor_guide_gives_every_lesson_its_measured_peak() -> None:
+    """The connection budget's table: one row per lesson, its peak as in LESSON_PEAKS.
+
+    tests/test_notebooks.py holds each lesson to its figure in LESSON_PEAKS; the guide is
+    what an instructor reads, so it must say the same.
+    """
+    guide = (REPO / "docs" / "instructor-guide.md").read_text()
+    rows = dict(re.findall(r"^\| (\d\d) \| (\d+) \| .*\|$", guide, re.M))
+    assert {n: int(p) for n, p in rows.items()} == LESSON_PEAKS
+    assert sorted(rows) == [lesson.number for lesson in lessons()]
