@@ -10,14 +10,17 @@ hundreds, and the server would refuse them ("too many clients already").
 
 So such a cell first asks for room::
 
-    async with connection_slots(DATABASE_URL, 17):
-        ...   # the demonstration: at most 17 connections at once
+    async with connection_slots(DATABASE_URL, 10):
+        ...   # the demonstration: 10 connections beyond the learner's 2
 
 The class shares :func:`capacity` connection *slots* (a quarter of what the
-server allows ordinary roles). A cell takes as many slots as the connections
-it opens, waits while other learners hold them (saying so), and gives them
-back on the way out, also on an error or an interrupt. Alone on a server, it
-waits for nothing.
+server allows ordinary roles). Every learner may hold :data:`PER_LEARNER`
+connections at any moment, this module's own connection included; a cell
+takes one slot for each connection beyond those, waits while other learners
+hold the slots (saying so), and gives them back on the way out, also on an
+error or an interrupt. Alone on a server, it waits for nothing. So a whole
+class in step holds at most ``learners × PER_LEARNER + capacity()``
+connections (``tutorial_kit.classroom.lockstep_need``).
 
 The slots are PostgreSQL advisory locks, one per slot, held on one
 connection of this module's own: the server releases them when that
@@ -115,7 +118,8 @@ async def _take(conn: AsyncConnection, need: int, slots: int) -> list[int]:
 async def connection_slots(url: str, need: int) -> AsyncIterator[None]:
     """Hold ``need`` of the class's connection slots for the block; wait for them if taken.
 
-    ``need`` is the most connections the block opens at once. While it waits,
+    ``need`` is the most connections the learner holds at once inside the block
+    (this module's connection included) beyond :data:`PER_LEARNER`. While it waits,
     the cell prints one line saying that other learners hold the slots, and
     one more when it goes on.
     """
