@@ -1,13 +1,15 @@
 """The class's connection slots (tutorial_kit/connection_slots.py) on a real server.
 
 Many-connection cells share :func:`capacity` slots: never more at once, all of a
-cell's slots or none, a line while waiting, and nothing held after the block,
-after an error, after an interrupt, or after the kernel's connection is gone.
+cell's slots or none, first come first served, a line while waiting, and nothing
+held after the block, after an error, after a cancellation, or after the kernel's
+connection is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,11 @@ from tutorial_kit import connection_slots as slots_module
 from tutorial_kit.connection_slots import LOCK_CLASS, NoRoomError, capacity, connection_slots
 from tutorial_kit.database import one_off_connection, start_embedded
 
-HELD_SQL = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls")
+#: Slots taken (granted locks on keys 0, 1, …; the queue's key -1 reads as 4294967295).
+HELD_SQL = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls"
+                " AND granted AND objsubid = 2 AND objid::bigint < 2147483648")
+QUEUE_SQL = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls"
+                 " AND objid::bigint = 4294967295")
 
 
 @pytest.fixture
@@ -62,9 +68,33 @@ async def test_never_more_than_the_capacity_at_once(url: str, capsys) -> None:
     assert most == 1
     out = capsys.readouterr().out
     assert out.count("Waiting for room on the shared server") == 2
-    assert f"hold {need} of its {total} connection slots; this cell needs {need}." in out
+    # The first may still be taking its slots when the others look: any count is true then.
+    assert re.search(rf"\d+ of its {total} connection slots are taken and \d cell", out)
+    assert "cell(s) are queued ahead of this one; this cell needs" in out
     assert out.count("Got room after") == 2
     assert await held(url) == 0
+
+
+@pytest.mark.asyncio
+async def test_cells_get_their_slots_in_the_order_they_asked(url: str, capsys) -> None:
+    """A queue, not a race: PostgreSQL grants a waited-for lock first come, first served."""
+    total = await slots_on(url)
+    order: list[int] = []
+
+    async def cell(n: int) -> None:
+        await asyncio.sleep(0.2 * n)  # they ask in the order 0, 1, 2, 3
+        async with connection_slots(url, total):
+            order.append(n)
+            await asyncio.sleep(1.0)  # cells 1, 2 and 3 all ask while cell 0 holds them
+
+    await asyncio.gather(*(cell(n) for n in reversed(range(4))))
+    assert order == [0, 1, 2, 3]
+    out = capsys.readouterr().out
+    assert "are taken and 1 cell(s) are queued ahead" in out  # cell 1, first in the queue
+    assert "are taken and 2 cell(s) are queued ahead" in out  # cells 1 and 2
+    assert await held(url) == 0
+    async with one_off_connection(url) as conn:
+        assert await conn.scalar(QUEUE_SQL, {"cls": LOCK_CLASS}) == 0
 
 
 @pytest.mark.asyncio
@@ -84,7 +114,7 @@ async def test_a_cell_that_needs_more_than_the_capacity_still_runs_alone(url: st
 
 
 @pytest.mark.asyncio
-async def test_an_error_or_an_interrupt_gives_the_slots_back(url: str) -> None:
+async def test_an_error_or_a_cancellation_gives_the_slots_back(url: str) -> None:
     with pytest.raises(LookupError):
         async with connection_slots(url, 4):
             raise LookupError("the demonstration failed")
@@ -96,7 +126,7 @@ async def test_an_error_or_an_interrupt_gives_the_slots_back(url: str) -> None:
 
     task = asyncio.create_task(interrupted())
     await asyncio.sleep(0.5)
-    task.cancel()  # what the kernel's Interrupt does to a top-level await
+    task.cancel()  # an enclosing timeout or TaskGroup cancels the block like this
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await held(url) == 0
@@ -126,5 +156,6 @@ async def test_no_room_in_time_is_one_paragraph(url: str, monkeypatch) -> None:
                 pass
     message = str(caught.value)
     assert "\n" not in message and "No room on the shared server after 0 s" in message
+    assert "did not come free in time" in message
     assert f"1 of the class's {total} connection slots" in message
     assert await held(url) == 0

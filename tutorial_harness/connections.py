@@ -58,7 +58,7 @@ class PeakSampler:
     gap between two samples is kept to say how fine the sampling really was.
     ``peak`` is the most seen since the start, ``since_mark`` since :meth:`mark`;
     ``beyond_slots`` is the most connections seen beyond the class's connection
-    slots held at that moment (one learner alone: what must stay within
+    slots held at that moment, in two samples in a row (one learner alone: what must stay within
     ``connection_slots.PER_LEARNER``).
     """
 
@@ -112,11 +112,17 @@ class PeakSampler:
             # Autocommit: each count sees a fresh pg_stat_activity, not a transaction's snapshot.
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             last: float | None = None
+            previous_beyond = 0
             while not self._stop.is_set():
                 began = time.perf_counter()
                 now, slots = (await conn.execute(SAMPLE_SQL)).one()
                 self.peak = max(self.peak, now)
-                self.beyond_slots = max(self.beyond_slots, now - slots)
+                # Two samples in a row: a backend whose client has just closed shows in
+                # pg_stat_activity for a few ms more, also right after its slots went back.
+                # Every cell holds its connections far longer than two samples.
+                beyond = now - slots
+                self.beyond_slots = max(self.beyond_slots, min(beyond, previous_beyond))
+                previous_beyond = beyond
                 self.since_mark = max(self.since_mark, now)
                 self._first.set()
                 if last is not None:

@@ -32,7 +32,6 @@ database the notebooks use and are visible in ``pg_locks`` (``locktype =
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -53,21 +52,37 @@ SHARE = 4
 #: The first key of every slot's advisory lock ("tuto" in ASCII): the tutorial's own
 #: key space, so no other application's advisory locks are ever taken or waited on.
 LOCK_CLASS = 0x7475_746F
-#: The second key of the lock that one learner at a time holds while taking slots,
-#: so two learners never each take half of what both need.
-_TAKING = -1
+#: The second key of the lock that orders the learners who ask for slots: the one holding
+#: it waits until enough slots are free and takes them; the others wait for it in
+#: PostgreSQL's lock queue, which grants a lock to its waiters first come, first served.
+_QUEUE = -1
 #: How long a cell waits for room before it gives up with one paragraph.
 WAIT_LIMIT = 300.0
-_POLL = 0.2
+_POLL = 0.1
+#: SQLSTATE lock_not_available: ``lock_timeout`` ran out.
+_LOCK_TIMEOUT = "55P03"
 
 _ROOM_SQL = text(
     "SELECT current_setting('max_connections')::int"
     " - current_setting('superuser_reserved_connections')::int"
     " - coalesce(current_setting('reserved_connections', true), '0')::int"
 )
-_HELD_SQL = text(
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    " AND classid = :cls AND objsubid = 2 AND objid::bigint < :capacity"
+#: Slots taken, and cells ahead in the queue (the first holds the queue's lock, the others
+#: wait for it; -1 reads as 4294967295 in pg_locks), in this database: advisory locks are
+#: per database.
+_BUSY_SQL = text(
+    "SELECT count(*) FILTER (WHERE granted AND objid::bigint < :slots),"
+    " count(*) FILTER (WHERE objid::bigint = 4294967295 AND pid <> pg_backend_pid())"
+    " FROM pg_locks WHERE locktype = 'advisory' AND classid = :cls AND objsubid = 2"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+#: The slots nobody holds, lowest first.
+_FREE_SQL = text(
+    "SELECT k FROM generate_series(0, :slots - 1) AS k WHERE NOT EXISTS ("
+    " SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :cls"
+    " AND objsubid = 2 AND objid::bigint = k"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    " ORDER BY k"
 )
 
 
@@ -93,25 +108,48 @@ async def _release(conn: AsyncConnection, keys: list[int]) -> None:
 
 
 async def _take(conn: AsyncConnection, need: int, slots: int) -> list[int]:
-    """All ``need`` slots or none: scan for free ones while holding the taking lock.
+    """``need`` free slots, or none if fewer are free.
 
-    Another learner holds the taking lock for a few milliseconds at most, so
-    that case is retried at once; an empty list means the slots are taken.
+    Only the first in the queue takes slots, so the free ones can only grow while
+    it does: the free keys found are all taken, in one statement.
     """
-    while not await _try(conn, _TAKING):
-        await asyncio.sleep(0.01)
-    held: list[int] = []
+    free = list(await conn.scalars(_FREE_SQL, {"cls": LOCK_CLASS, "slots": slots}))
+    if len(free) < need:
+        return []
+    keys = free[:need]
+    await conn.execute(text("SELECT pg_advisory_lock(:cls, k) FROM unnest(CAST(:keys AS int[]))"
+                            " AS k"), {"cls": LOCK_CLASS, "keys": keys})
+    return keys
+
+
+def _no_room(need: int, slots: int) -> NoRoomError:
+    return NoRoomError(problems.NO_ROOM.message(seconds=int(WAIT_LIMIT), need=need, slots=slots))
+
+
+async def _say_waiting(conn: AsyncConnection, need: int, slots: int) -> None:
+    taken, queued = (await conn.execute(_BUSY_SQL, {"cls": LOCK_CLASS, "slots": slots})).one()
+    print(f"Waiting for room on the shared server: {taken} of its {slots} connection slots "
+          f"are taken and {queued} cell(s) are queued ahead of this one; this cell needs "
+          f"{need}.", flush=True)
+
+
+async def _queue_up(conn: AsyncConnection, need: int, slots: int) -> bool:
+    """Become the first in the queue; True if that meant waiting (and saying so)."""
+    if await _try(conn, _QUEUE):
+        return False
+    await _say_waiting(conn, need, slots)
+    # Wait in the server's lock queue; lock_timeout bounds the wait (set_config takes
+    # milliseconds; SET cannot take a bound parameter).
+    await conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"),
+                       {"ms": str(int(WAIT_LIMIT * 1000))})
     try:
-        for key in range(slots):
-            if len(held) == need:
-                break
-            if await _try(conn, key):
-                held.append(key)
-        if len(held) < need:
-            await _release(conn, held)
-    finally:
-        await _release(conn, [_TAKING])
-    return held
+        await conn.execute(text("SELECT pg_advisory_lock(:cls, :key)"),
+                           {"cls": LOCK_CLASS, "key": _QUEUE})
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) == _LOCK_TIMEOUT:
+            raise _no_room(need, slots) from None
+        raise
+    return True
 
 
 @asynccontextmanager
@@ -119,28 +157,29 @@ async def connection_slots(url: str, need: int) -> AsyncIterator[None]:
     """Hold ``need`` of the class's connection slots for the block; wait for them if taken.
 
     ``need`` is the most connections the learner holds at once inside the block
-    (this module's connection included) beyond :data:`PER_LEARNER`. While it waits,
-    the cell prints one line saying that other learners hold the slots, and
-    one more when it goes on.
+    (this module's connection included) beyond :data:`PER_LEARNER`. Cells get
+    their slots in the order they asked. While it waits, the cell prints one
+    line saying how many slots are taken and how many cells are ahead of it,
+    and one more when it goes on.
     """
     async with one_off_connection(url) as conn:
         # No transaction: a learner waiting here must not sit "idle in transaction".
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         slots = max(need, capacity(int(await conn.scalar(_ROOM_SQL))))
         started = time.perf_counter()
-        held = await _take(conn, need, slots)
-        waited = not held
-        if waited:
-            busy = await conn.scalar(_HELD_SQL, {"cls": LOCK_CLASS, "capacity": slots})
-            print(f"Waiting for room on the shared server: other learners' cells hold {busy} "
-                  f"of its {slots} connection slots; this cell needs {need}.", flush=True)
-        while not held:
-            if time.perf_counter() - started > WAIT_LIMIT:
-                raise NoRoomError(problems.NO_ROOM.message(
-                    seconds=int(WAIT_LIMIT), need=need, slots=slots))
-            # A little jitter, so thirty waiting kernels don't ask in the same millisecond.
-            await asyncio.sleep(_POLL * (0.5 + random.random()))
+        waited = await _queue_up(conn, need, slots)
+        try:  # first in the queue: wait for enough free slots, then let the next one in
             held = await _take(conn, need, slots)
+            while not held:
+                if not waited:
+                    await _say_waiting(conn, need, slots)
+                    waited = True
+                if time.perf_counter() - started > WAIT_LIMIT:
+                    raise _no_room(need, slots)
+                await asyncio.sleep(_POLL)
+                held = await _take(conn, need, slots)
+        finally:
+            await _release(conn, [_QUEUE])
         if waited:
             print(f"Got room after {time.perf_counter() - started:.1f} s.", flush=True)
         try:

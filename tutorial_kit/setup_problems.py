@@ -381,6 +381,15 @@ FOREIGN_SCHEMA = SetupProblem(
 
 # --------------------------------------------------------------------------- embedded server
 
+USERADD_FAILED = SetupProblem(
+    key="useradd-failed", title="does not exist and useradd could not create it",
+    when="accounts.ensure_user (embedded.start as root): useradd fails for another reason "
+         "than a lock on the user database, or that lock stays taken through every retry",
+    problem="The system user {user} does not exist and useradd could not create it ({said}). "
+            "As root, the tutorial runs PostgreSQL as that user (PostgreSQL refuses to run as "
+            "root).",
+    fix="Create it yourself ({command}) and try again, or run the tutorial as an ordinary "
+        "user, or set DATABASE_URL to a server of your own.")
 PGDATA_PARENT_MISSING = SetupProblem(
     key="pgdata-parent-missing", title="keeps its data in …, but the folder … does not exist",
     when="embedded.start: the data directory's parent folder does not exist",
@@ -457,6 +466,13 @@ PGBOUNCER_DID_NOT_START = SetupProblem(
     key="pgbouncer-did-not-start", title="PgBouncer did not start",
     when="pgbouncer.PgBouncer.start: the process exits, or its port accepts nothing in time",
     problem="PgBouncer did not start: {reason}")
+PGBOUNCER_PORT_TAKEN = SetupProblem(
+    key="pgbouncer-port-taken", title="PgBouncer could not start again on …: another program",
+    when="pgbouncer.PgBouncer.start, a restart: its old port stays taken for RESTART_WAIT s",
+    problem="PgBouncer could not start again on {address}: another program took that port "
+            "while PgBouncer was stopped, and it was still taken after {seconds} s.",
+    fix="The engines made from bouncer.url() name that port, so restart the kernel and run "
+        "the notebook from the top: its PgBouncer then starts on a new free port.")
 PGBOUNCER_NOT_STARTED = SetupProblem(
     key="pgbouncer-not-started", title="PgBouncer is not running; await bouncer.start() first",
     when="pgbouncer.PgBouncer: its files are asked for before start() or after stop()",
@@ -475,7 +491,7 @@ NO_ROOM = SetupProblem(
     key="no-room", title="No room on the shared server",
     when="connection_slots.connection_slots: a many-connection cell waited too long for slots",
     problem="No room on the shared server after {seconds} s: this cell needs {need} of the "
-            "class's {slots} connection slots, and other learners' cells held them all along.",
+            "class's {slots} connection slots, and that many did not come free in time.",
     fix="Run the cell again in a minute; if it keeps happening, tell your instructor (make "
         "class-budget, docs/instructor-guide.md).")
 
@@ -486,10 +502,11 @@ CATALOGUE: tuple[SetupProblem, ...] = (
     NO_PASSWORD, PASSWORD_FAILED, NO_DATABASE, USER_REJECTED, URL_OPTION, SSL_REJECTED,
     NO_ANSWER, NOTHING_ANSWERS, CANNOT_REACH, CONNECTION_LIMIT, SERVER_FULL, CANNOT_CONNECT,
     NO_CREATE, FOREIGN_SCHEMA,
-    PGDATA_PARENT_MISSING, CANNOT_ENTER, INITDB_FAILED, DID_NOT_START, NOT_RUNNING_AFTER_START,
-    STILL_STOPPING, COULD_NOT_STOP, STALE_PID,
+    USERADD_FAILED, PGDATA_PARENT_MISSING, CANNOT_ENTER, INITDB_FAILED, DID_NOT_START,
+    NOT_RUNNING_AFTER_START, STILL_STOPPING, COULD_NOT_STOP, STALE_PID,
     NO_PGBOUNCER, PGBOUNCER_VERSION, PREPARED_STATEMENTS_NEED_1_21, PGBOUNCER_AS_ROOT,
-    PGBOUNCER_DID_NOT_START, PGBOUNCER_NOT_STARTED, NO_OPENSSL, OPENSSL_FAILED,
+    PGBOUNCER_DID_NOT_START, PGBOUNCER_PORT_TAKEN, PGBOUNCER_NOT_STARTED, NO_OPENSSL,
+    OPENSSL_FAILED,
     NO_ROOM,
 )
 #: The entries :func:`explain` tries, in order.
