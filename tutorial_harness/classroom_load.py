@@ -55,7 +55,7 @@ import psutil
 import sqlalchemy
 from sqlalchemy import text
 
-from tutorial_harness.claims import run_problems
+from tutorial_harness.claims import output_text, run_problems
 from tutorial_harness.connections import PeakSampler, wait_for_at_most
 from tutorial_harness.runner import kernel_env, notebook_paths, run_notebook
 from tutorial_kit import embedded
@@ -66,7 +66,7 @@ from tutorial_kit.classroom import (
     lockstep_need,
     server_limits,
 )
-from tutorial_kit.connection_slots import capacity
+from tutorial_kit.connection_slots import GOT_ROOM_LINE, capacity
 from tutorial_kit.database import normalize_url, one_off_connection, start_embedded
 from tutorial_kit.errors import TutorialError
 
@@ -109,6 +109,7 @@ class NotebookResult:
     seconds: float | None  # None when the notebook never started (its kernel did not)
     problem: str | None  # None when the run was clean
     peak: int | None = None  # server connections at most, measured for a learner alone
+    waited: float = 0.0  # the longest a cell waited for connection slots (lockstep)
 
 
 def describe(err: Exception) -> str:
@@ -275,6 +276,7 @@ async def lockstep_learner(url: str, learner: str, path: Path, line: StartLine) 
 
     env = kernel_env(DATABASE_URL=url, JUPYTERHUB_USER=learner)
     problem: str | None = None
+    waited = 0.0
     for _ in range(KERNEL_TRIES):
         await line.starting.acquire()
         try:
@@ -286,12 +288,15 @@ async def lockstep_learner(url: str, learner: str, path: Path, line: StartLine) 
             line.starting.release()
             continue
         problem = "; ".join(run_problems(path, run.nb)) or None
+        waited = max((float(m["seconds"]) for m in GOT_ROOM_LINE.finditer(output_text(run.nb))),
+                     default=0.0)
         break
     if not ready:
         line.arrive()  # the class goes on without this learner
         return NotebookResult(learner, path.stem, None,
                               f"its kernel did not start in {KERNEL_TRIES} tries: {problem}")
-    return NotebookResult(learner, path.stem, time.perf_counter() - line.started, problem)
+    return NotebookResult(learner, path.stem, time.perf_counter() - line.started, problem,
+                          waited=waited)
 
 
 @dataclass
@@ -354,9 +359,10 @@ def report_lockstep(runs: list[LessonRun], markdown: bool, server: str, limit: i
         times = seconds_of(run.results)
         rows.append((run.path.stem, f"{run.clean}/{n}", str(run.peak), str(run.bound),
                      f"{run.wall:.1f}", f"{quantile(times, 0.5):.1f}" if times else "–",
-                     f"{times[-1]:.1f}" if times else "–", run.load))
+                     f"{times[-1]:.1f}" if times else "–",
+                     f"{max(r.waited for r in run.results):.1f}", run.load))
     lines += table(("Lesson", "Clean", "Peak connections", "Bound", "Wall (s)", "p50 (s)",
-                    "max (s)", "Load average"), rows, markdown)
+                    "max (s)", "Longest wait for slots (s)", "Load average"), rows, markdown)
     clean = sum(r.clean for r in runs)
     top = max(runs, key=lambda r: r.peak)
     over = [r.path.stem[:2] for r in runs if r.peak > r.bound]

@@ -190,7 +190,8 @@ def format_budget(limits: ServerLimits, learners: int) -> str:
     ]
     if need <= free:
         lines.append(f"Fits: {need} ≤ {free}, in step at every lesson. A many-connection cell "
-                     "may wait a few seconds for its slots, and says so.")
+                     "waits its turn for slots while other learners' cells hold them, and "
+                     "says so (waits measured with 30 learners: docs/benchmark.md).")
         return "\n".join(lines)
     most = max_learners(limits)
     raise_to = needed_max_connections(limits, learners)

@@ -32,6 +32,7 @@ database the notebooks use and are visible in ``pg_locks`` (``locktype =
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -59,6 +60,9 @@ _QUEUE = -1
 #: How long a cell waits for room before it gives up with one paragraph.
 WAIT_LIMIT = 300.0
 _POLL = 0.1
+#: The line a cell prints when it goes on after waiting (the class load reads it back).
+GOT_ROOM = "Got room after {seconds:.1f} s."
+GOT_ROOM_LINE = re.compile(r"^Got room after (?P<seconds>\d+\.\d) s\.$", re.M)
 #: SQLSTATE lock_not_available: ``lock_timeout`` ran out.
 _LOCK_TIMEOUT = "55P03"
 
@@ -181,7 +185,7 @@ async def connection_slots(url: str, need: int) -> AsyncIterator[None]:
         finally:
             await _release(conn, [_QUEUE])
         if waited:
-            print(f"Got room after {time.perf_counter() - started:.1f} s.", flush=True)
+            print(GOT_ROOM.format(seconds=time.perf_counter() - started), flush=True)
         try:
             yield
         finally:
