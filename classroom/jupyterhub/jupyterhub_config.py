@@ -32,7 +32,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -125,23 +124,27 @@ def _class_database_url() -> str:
 # remembers the ports it handed out within one process only), so two servers can pick
 # the same port, and the kernel that loses dies with "Address already in use"; its
 # restarts then keep failing. Sockets in a folder per learner cannot collide. A socket
-# path must fit in 107 bytes: <folder>/kernel-<36-character id>-ipc-<n> leaves the
-# folder 50, so it is short, under the temp dir if that is short (not macOS's), else /tmp.
+# path must fit in 107 bytes and a kernel's is <folder>/kernel-<36-character id>-ipc-<n>
+# (50 bytes after the folder), so the folder takes at most 57: made fresh for each start
+# of a learner's server (mkdtemp: a random name, mode 0700, never one someone else made)
+# under the temp dir if its path is short (not macOS's), else /tmp.
 c.Spawner.args.append("--KernelManager.transport=ipc")
-KERNEL_SOCKETS = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= 16 else "/tmp")
+KERNEL_SOCKETS = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= 24 else "/tmp")
+_socket_dirs: dict[str, str] = {}  # learner -> their server's socket folder, while it runs
 
 
 def _kernel_socket_dir(spawner) -> str:
-    """A short folder of the learner's own for their kernels' sockets (JUPYTER_RUNTIME_DIR)."""
-    tag = hashlib.sha256(spawner.user.name.encode()).hexdigest()[:12]
-    folder = KERNEL_SOCKETS / f"tutorial-kernels-{tag}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return str(folder)
+    """A fresh short folder of the learner's own for their kernels' sockets."""
+    folder = tempfile.mkdtemp(prefix="tutorial-kernels-", dir=KERNEL_SOCKETS)
+    _socket_dirs[spawner.user.name] = folder
+    return folder
 
 
 def remove_kernel_socket_dir(spawner) -> None:
     """When a learner's server stops, its kernels are gone: so is their socket folder."""
-    shutil.rmtree(_kernel_socket_dir(spawner), ignore_errors=True)
+    folder = _socket_dirs.pop(spawner.user.name, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 c.Spawner.environment = {"DATABASE_URL": _class_database_url(),
