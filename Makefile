@@ -109,7 +109,7 @@ strip: | $(DEV_STAMP) ## nbstripout over notebooks/ (or NOTEBOOKS=...): outputs,
 db: venv ## make sure a PostgreSQL is running and say which one
 	$(BIN)/python -m tutorial_kit up
 
-stop: venv ## stop the embedded PostgreSQL (its data stays in .pgdata/); says so if none runs
+stop: venv ## stop the embedded PostgreSQL (data stays in .pgdata/) and compose's if it is up; says what it stopped
 	$(BIN)/python -m tutorial_kit stop
 
 db-stop: stop ## the same as make stop

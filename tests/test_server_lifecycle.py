@@ -7,16 +7,22 @@ own: fresh, warm (initialised and stopped), running, stopping, and with a stop
 racing the starts. Every process must exit 0 and print the same URL with no
 traceback, and afterwards exactly one postmaster runs on that directory.
 
-Lifecycle: make lab stops the server it started when JupyterLab exits and leaves
-one that was running before; make stop stops it; make reset-db leaves no server
-running that was not running before.
+Lifecycle: make lab stops the server it started when JupyterLab exits (unless other
+clients use it), also one whose probe failed, and leaves one another process started;
+it stays stoppable by a second signal, and what it runs inherits no blocked signal.
+make stop stops the embedded server and compose's (a stand-in ``docker``); make
+reset-db leaves no server running that was not running before. An initdb interrupted
+while moving its files is finished by the next start; useradd is retried only on a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -35,8 +41,8 @@ import pytest
 
 from tutorial_harness import REPO
 from tutorial_kit import __main__ as cli
-from tutorial_kit import database, embedded
-from tutorial_kit.database import start_embedded
+from tutorial_kit import accounts, database, embedded
+from tutorial_kit.database import DatabaseConfigError, start_embedded
 from tutorial_kit.embedded import EmbeddedServerError
 
 #: Processes per round.
@@ -217,6 +223,29 @@ def test_a_half_written_or_negative_pid_file_is_waited_out(pgdata: Path, monkeyp
     assert_one_server(pgdata)
 
 
+def test_an_initdb_interrupted_while_moving_is_finished(pgdata: Path, monkeypatch) -> None:
+    """A kill between two of the moves: the next start moves the rest, and removes nothing."""
+    rename = Path.rename
+    moved: list[str] = []
+
+    def killed_after_five(self: Path, target: Path) -> Path:
+        if self.parent.name == ".initdb-done" and len(moved) == 5:
+            raise KeyboardInterrupt  # the moment a kill would land
+        moved.append(self.name)
+        return rename(self, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", killed_after_five)
+        with pytest.raises(KeyboardInterrupt):
+            embedded.start(pgdata)
+    assert not (pgdata / "PG_VERSION").exists() and any((pgdata / ".initdb-done").iterdir())
+    assert all((pgdata / name).exists() for name in moved[1:])  # [0]: initdb's folder itself
+    (pgdata / "notes.txt").write_text("mine")  # not the tutorial's: it stays
+    assert_one_server(pgdata)
+    assert not (pgdata / ".initdb-done").exists()
+    assert (pgdata / "notes.txt").read_text() == "mine"
+
+
 def test_an_interrupted_initdb_is_redone(pgdata: Path) -> None:
     pgdata.mkdir(mode=0o700)
     leftover = pgdata / ".initdb-in-progress"
@@ -249,6 +278,53 @@ def test_concurrent_useradd_of_one_user() -> None:
         assert status == 0 and "Traceback" not in err, err
     # Each got the UID the user keeps (two useradds at once would rewrite the entry).
     assert {out for _status, out, _err in results} == {f"{final}\n"}
+
+
+def fake_useradd(folder: Path, *, status: int, says: str) -> Path:
+    """A stand-in ``useradd`` in ``folder`` that fails with ``says``; returns its call log."""
+    calls = folder / "useradd-calls"
+    script = folder / "useradd"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\necho {shlex.quote(says)} >&2\n"
+                      f"exit {status}\n")
+    script.chmod(0o755)
+    return calls
+
+
+@pytest.mark.parametrize(("status", "says", "tries"), [
+    (1, "useradd: cannot lock /etc/passwd; try again later.", 3),  # retried, then given up
+    (4, "useradd: UID 7 is not unique", 1),  # any other failure: not retried
+], ids=["lock-conflict", "other-failure"])
+def test_useradd_is_retried_only_on_a_lock_conflict(tmp_path: Path, monkeypatch, status: int,
+                                                     says: str, tries: int) -> None:
+    calls = fake_useradd(tmp_path, status=status, says=says)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(accounts, "USERADD_ATTEMPTS", 3)
+    name = f"tutnone{uuid.uuid4().hex[:8]}"
+    with pytest.raises(accounts.AccountError) as info:
+        accounts.ensure_user(name)
+    assert len(calls.read_text().splitlines()) == tries
+    message = str(info.value)
+    assert f"The system user {name} does not exist and useradd could not create it" in message
+    assert says in message and "useradd --no-create-home" in message and "\n" not in message
+    assert len(info.value._render_traceback_()) == 1  # one paragraph in a notebook
+
+
+def test_no_useradd_at_all_is_one_paragraph(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    with pytest.raises(accounts.AccountError, match="useradd could not create it"):
+        accounts.ensure_user(f"tutnone{uuid.uuid4().hex[:8]}")
+
+
+@pytest.mark.skipif(not ROOT, reason="as root only: the server then runs as a system user")
+def test_make_db_says_useradd_failed_without_a_traceback(embedded_only: Path, tmp_path: Path,
+                                                          monkeypatch, capsys) -> None:
+    fake_useradd(tmp_path, status=4, says="useradd: UID 7 is not unique")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(embedded, "SYSTEM_USER", f"tutnone{uuid.uuid4().hex[:8]}")
+    assert cli.main(["up"]) == 2
+    err = capsys.readouterr().err
+    assert "useradd could not create it (useradd: UID 7 is not unique)" in err
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- the lifecycle
@@ -327,8 +403,9 @@ def test_lab_leaves_a_server_that_was_running_before(pgdata: Path) -> None:
     lab = run_lab(pgdata, "true")
     out, err = lab.communicate(timeout=120)
     assert lab.returncode == 0 and "Traceback" not in err, err
-    assert "It was running before, so it stays running" in out
-    assert "the embedded PostgreSQL stays running" in out and "Stopped" not in out
+    # What is known, from one place: make lab did not start it (not when, or who did).
+    assert out.count(cli.not_started_here("make lab")) == 2  # where it runs, and at the exit
+    assert "Stopped" not in out
     after = embedded.running(pgdata)[0]
     assert before is not None and after is not None and after.pid == before.pid
 
@@ -368,3 +445,194 @@ def test_reset_db_stops_the_server_only_if_it_started_it(embedded_only: Path, ca
     assert "Stopped" not in capsys.readouterr().out
     after = embedded.running(embedded_only)[0]
     assert before is not None and after is not None and after.pid == before.pid
+
+
+def failing_embedded_probe(monkeypatch) -> None:
+    """The embedded server's probe fails as it can on a busy machine: a timeout, server up."""
+    probe = database._probe
+
+    async def timed_out(url: str, *, timeout: float, what: str) -> None:
+        if what != "the embedded server":
+            return await probe(url, timeout=timeout, what=what)
+        raise DatabaseConfigError("the embedded server did not answer within 5 s", "no-answer")
+
+    monkeypatch.setattr(database, "_probe", timed_out)
+
+
+def test_a_server_started_before_a_failed_probe_is_known_as_started(embedded_only: Path,
+                                                                    monkeypatch) -> None:
+    failing_embedded_probe(monkeypatch)
+    with pytest.raises(DatabaseConfigError) as info:
+        database.find_database()
+    running = embedded.running(embedded_only)[0]
+    assert info.value.started is not None and info.value.started.started_here
+    assert running is not None and info.value.started.postmaster.pid == running.pid
+    embedded.stop(embedded_only)
+    found: list[embedded.Started] = []  # make lab's thread keeps it, to stop it at the exit
+    cli._start_for_lab(found)
+    running = embedded.running(embedded_only)[0]
+    assert running is not None and found == [embedded.Started(running, started_here=True)]
+
+
+def test_reset_db_stops_the_server_it_started_even_if_its_probe_failed(embedded_only: Path,
+                                                                        monkeypatch,
+                                                                        capsys) -> None:
+    failing_embedded_probe(monkeypatch)
+    assert cli.main(["reset"]) == 2
+    out, err = capsys.readouterr()
+    assert "did not answer within 5 s" in err and "Traceback" not in err
+    assert "make reset-db had to start the embedded PostgreSQL. Stopped" in out
+    assert embedded.running(embedded_only)[0] is None
+
+
+#: A stand-in for JupyterLab that leaves a client of the server behind (a kernel of another
+#: JupyterLab, an editor, make db's user): psql, connected and sleeping, in a session of its own.
+LEAVES_A_CLIENT = (
+    "import os, subprocess, time; from pathlib import Path; from tutorial_kit import embedded\n"
+    "deadline = time.monotonic() + 120\n"
+    "while (info := embedded.running(Path(os.environ['TUTORIAL_PGDATA']))[0]) is None \\\n"
+    "        or info.status != 'ready':\n"
+    "    assert time.monotonic() < deadline, 'the server never became ready'\n"
+    "    time.sleep(0.1)\n"
+    "psql = subprocess.Popen([str(embedded.wheel_bin_dir() / 'psql'), '-X', '-qtA', '-h',\n"
+    "                         str(info.socket_dir), '-U', 'postgres', '-c', 'SELECT 1', '-c',\n"
+    "                         'SELECT pg_sleep(120)'], stdout=subprocess.PIPE, text=True,\n"
+    "                        stderr=subprocess.DEVNULL, start_new_session=True)\n"
+    "assert psql.stdout.readline() == '1\\n'\n")
+
+
+def test_lab_keeps_the_server_it_started_while_other_clients_use_it(pgdata: Path) -> None:
+    lab = run_lab(pgdata, sys.executable, "-c", LEAVES_A_CLIENT)
+    out, err = lab.communicate(timeout=180)
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    assert ("JupyterLab has exited, and make lab had started the embedded PostgreSQL, but 1 "
+            "other client(s) still use it, so it stays running: make stop stops it when they "
+            "are done.") in out
+    assert "Stopped" not in out
+    assert embedded.running(pgdata)[0] is not None  # the fixture stops it, and psql with it
+
+
+@dataclass
+class FakeDocker:
+    """A stand-in ``docker`` first on PATH: each call's arguments, folder and blocked signals."""
+
+    bin_dir: Path
+    record: Path
+
+    @property
+    def path(self) -> str:
+        return f"{self.bin_dir}:{os.environ['PATH']}"
+
+    def calls(self) -> list[dict]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> Iterator[Callable[..., FakeDocker]]:
+    """``fake_docker(engine=, up=, running=)``: whether ``docker info`` finds an engine, what
+    ``docker compose up`` does ("ok" or "hang"), whether the compose project has a container up."""
+    made: list[FakeDocker] = []
+
+    def make(*, engine: bool = True, up: str = "ok", running: bool = True) -> FakeDocker:
+        fake = FakeDocker(tmp_path / "bin", tmp_path / "docker-calls")
+        fake.bin_dir.mkdir()
+        script = fake.bin_dir / "docker"
+        script.write_text(f"""#!{sys.executable}
+import json, os, sys, time
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+with open({str(fake.record)!r}, "a") as record:
+    record.write(json.dumps({{"args": sys.argv[1:], "cwd": os.getcwd(), "pid": os.getpid(),
+                             "blocked": int(status["SigBlk"], 16)}}) + "\\n")
+args = sys.argv[1:]
+if args == ["info"]:
+    sys.exit(0 if {engine} else 1)
+if args[:2] == ["compose", "up"] and {up!r} == "hang":
+    for fd in (1, 2):  # not holding the test's pipes: it reads lab's output to the end
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    time.sleep(600)
+if args[:2] == ["compose", "ps"] and {running}:
+    print("0123456789ab")
+""")
+        script.chmod(0o755)
+        made.append(fake)
+        return fake
+
+    yield make
+    for fake in made:  # a hung stand-in outlives the lab that started it
+        for call in fake.calls():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(call["pid"], signal.SIGKILL)
+
+
+def test_make_stop_stops_a_compose_server_that_is_up(embedded_only: Path, fake_docker,
+                                                     monkeypatch, capsys) -> None:
+    docker = fake_docker(engine=True, running=True)
+    monkeypatch.setenv("PATH", docker.path)
+    assert cli.main(["stop"]) == 0
+    assert [(c["args"], c["cwd"]) for c in docker.calls()] == [
+        (["info"], os.getcwd()), (["compose", "ps", "--quiet"], str(REPO)),
+        (["compose", "stop"], str(REPO))]
+    out = capsys.readouterr().out
+    assert "Stopped docker compose's PostgreSQL (docker compose stop)" in out
+    assert "The embedded server is not running" in out
+
+
+def test_make_stop_says_compose_is_not_running(embedded_only: Path, fake_docker, monkeypatch,
+                                               capsys) -> None:
+    docker = fake_docker(engine=True, running=False)
+    monkeypatch.setenv("PATH", docker.path)
+    database.start_embedded(embedded_only)
+    assert cli.main(["stop"]) == 0
+    assert ["compose", "stop"] not in [c["args"] for c in docker.calls()]
+    out = capsys.readouterr().out
+    assert "docker compose's PostgreSQL is not running: nothing to stop there." in out
+    assert "Stopped the embedded server" in out
+
+
+def test_make_stop_without_a_docker_engine_stops_only_the_embedded_server(
+        embedded_only: Path, fake_docker, monkeypatch, capsys) -> None:
+    docker = fake_docker(engine=False)
+    monkeypatch.setenv("PATH", docker.path)
+    assert cli.main(["stop"]) == 0
+    assert [c["args"] for c in docker.calls()] == [["info"]]
+    out = capsys.readouterr().out
+    assert "compose" not in out and "The embedded server is not running" in out
+
+
+#: The bits of FORWARDED in /proc/PID/status's SigBlk.
+FORWARDED_BITS = sum(1 << (sig - 1) for sig in cli.FORWARDED)
+
+
+def test_what_lab_starts_does_not_inherit_blocked_signals(pgdata: Path, fake_docker) -> None:
+    """docker compose (and initdb, pg_ctl) run from lab's thread with no signal blocked."""
+    docker = fake_docker(engine=True)
+    lab = run_lab(pgdata, sys.executable, "-c", UNTIL_READY, env={"PATH": docker.path})
+    out, err = lab.communicate(timeout=180)
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    up = [c for c in docker.calls() if c["args"][:2] == ["compose", "up"]]
+    assert up and up[0]["blocked"] & FORWARDED_BITS == 0, hex(up[0]["blocked"])
+    assert "Stopped the embedded server" in out
+
+
+def test_a_second_signal_makes_lab_leave_a_start_that_hangs(pgdata: Path, fake_docker) -> None:
+    docker = fake_docker(engine=True, up="hang")
+    lab = run_lab(pgdata, "true", env={"PATH": docker.path})
+    try:
+        deadline = time.monotonic() + 60
+        while not any(c["args"][:2] == ["compose", "up"] for c in docker.calls()):
+            assert time.monotonic() < deadline and lab.poll() is None
+            time.sleep(0.1)
+        time.sleep(1)  # `true` has exited: lab waits for the start
+        lab.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert lab.poll() is None, "the first signal only says what lab waits for"
+        lab.send_signal(signal.SIGTERM)
+        out, err = lab.communicate(timeout=30)
+    finally:
+        lab.kill()
+    assert lab.returncode == 0 and "Traceback" not in err, err
+    assert "make lab waits for the database to finish starting" in out
+    assert "press Ctrl-C again to leave without waiting" in out
+    assert "make lab left without waiting: make stop stops the embedded PostgreSQL" in out

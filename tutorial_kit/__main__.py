@@ -7,10 +7,13 @@ url    print only the URL (for scripts)
 reset  drop this learner's tutorial schemas (and ones from before per-learner
        names) in that database; other learners' schemas stay. If it had to
        start the embedded server for that, it stops it again
-stop   stop the embedded server (its data stays in .pgdata/)
+stop   stop what the tutorial starts: docker compose's PostgreSQL if a Docker
+       engine runs and the compose project is up, and the embedded server (its
+       data stays in .pgdata/); say what was stopped, or that nothing ran
 lab    lab [--] COMMAND...: run COMMAND (make lab: jupyter lab ...) while the
        database starts as ``up`` does; when COMMAND exits, stop the embedded
-       server if this started it (one that was running before stays)
+       server if this started it and no other client uses it (one that another
+       process started stays)
 class  instructor tools for a shared server: list, drop, budget
        (python -m tutorial_kit class --help; tutorial_kit/classroom.py)
 """
@@ -18,16 +21,30 @@ class  instructor tools for a shared server: list, drop, budget
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
 
 from tutorial_kit import classroom, embedded
-from tutorial_kit.database import EMBEDDED_DIR, REPO_ROOT, Database, find_database, run_sync
+from tutorial_kit.database import (
+    EMBEDDED_DIR,
+    PROBE_LIMIT,
+    REPO_ROOT,
+    Database,
+    DatabaseConfigError,
+    embedded_url,
+    find_database,
+    run_sync,
+)
 from tutorial_kit.errors import TutorialError
 from tutorial_kit.schema import current_learner
 
@@ -61,7 +78,8 @@ def where(db: Database, *, lab: bool = False) -> str:
     """Where the database runs and what stops it, in one line; empty for DATABASE_URL's."""
     if db.source == "compose":
         return ("docker compose's PostgreSQL keeps running"
-                f"{' after JupyterLab stops' if lab else ''}: docker compose stop stops it.")
+                f"{' after JupyterLab stops' if lab else ''}: make stop stops it "
+                "(docker compose stop).")
     if db.server is None:
         return ""  # the reader's own server: not the tutorial's to start or stop
     info = db.server.postmaster
@@ -70,9 +88,19 @@ def where(db: Database, *, lab: bool = False) -> str:
     if not lab:
         return f"{here} It keeps running for every notebook; make stop stops it."
     if db.server.started_here:
-        return (f"{here} It stops when JupyterLab stops (Ctrl-C, or File > Shut Down); "
-                "make stop stops it sooner.")
-    return f"{here} It was running before, so it stays running; make stop stops it."
+        return (f"{here} It stops when JupyterLab stops (Ctrl-C, or File > Shut Down) unless "
+                "other clients still use it; make stop stops it sooner.")
+    return f"{here} {not_started_here('make lab')}"
+
+
+def not_started_here(command: str) -> str:
+    """What ``command`` knows of an embedded server it found running: it did not start it.
+
+    Not that the server ran "before": another process (a kernel, another make lab)
+    may have started it a moment earlier, while ``command`` waited for its lock.
+    """
+    return (f"{command} did not start the embedded PostgreSQL (another process did), so it "
+            "stays running; make stop stops it.")
 
 
 def up() -> int:
@@ -87,9 +115,11 @@ def url() -> int:
 
 
 def reset() -> int:
-    db = find_database()
-    print(db.describe())
+    started: embedded.Started | None = None
     try:
+        db = find_database()
+        started = db.server
+        print(db.describe())
         learner = current_learner()
         dropped, kept = run_sync(classroom.reset_mine(db.url, learner))
         print(f"Dropped {len(dropped)} tutorial schema(s) of {learner.name!r}: "
@@ -97,32 +127,158 @@ def reset() -> int:
         if kept:
             print(f"Kept {kept} other learners' tutorial schema(s); an instructor drops them "
                   "with: python -m tutorial_kit class drop --all --yes")
+    except DatabaseConfigError as err:
+        started = err.started  # it started the server, then could not use it
+        raise
     finally:
-        stop_if_started_here(db, "make reset-db had to start the embedded PostgreSQL")
+        stop_if_started_here(started, "make reset-db had to start the embedded PostgreSQL")
     return 0
 
 
-def stop_if_started_here(db: Database | None, why: str) -> bool:
-    """Stop the embedded server if ``db`` says this process started it, saying so in one line.
+#: How long the check for other clients waits for backends whose clients have just closed
+#: (JupyterLab's kernels, shut down with it) to leave pg_stat_activity: they linger a moment.
+OTHERS_GRACE = 3.0
 
-    False if there was nothing of ours to stop: DATABASE_URL or compose (not the
-    tutorial's to stop), or an embedded server that was already running.
+
+def other_clients(server: embedded.Started) -> int:
+    """How many clients other than this check use ``server`` (0 if it does not answer).
+
+    Counted again every 0.2 s until none is left or ``OTHERS_GRACE`` has passed.
     """
-    if db is None or db.server is None or not db.server.started_here:
-        return False
+    url = embedded_url(server.postmaster)
+    deadline = time.monotonic() + OTHERS_GRACE
+    while True:
+        try:
+            others = run_sync(asyncio.wait_for(classroom.server_limits(url), PROBE_LIMIT)).in_use
+        except (OSError, TimeoutError, sa_exc.SQLAlchemyError):
+            return 0  # nobody can use a server that does not answer; the stop will say more
+        if not others or time.monotonic() > deadline:
+            return others
+        time.sleep(0.2)
+
+
+def stop_if_started_here(server: embedded.Started | None, why: str) -> None:
+    """Stop the embedded server if this process started it and no other client uses it.
+
+    Says which in one line; nothing for DATABASE_URL's or compose's server, or an
+    embedded one this process did not start. ``why`` says which command started it.
+    Other clients (another make lab, an editor, make db's users) may have found it
+    running since: a fast stop would disconnect them, so it stays for make stop.
+    """
+    if server is None or not server.started_here:
+        return
+    if others := other_clients(server):
+        print(f"{why}, but {others} other client(s) still use it, so it stays running: "
+              "make stop stops it when they are done.")
+        return
     # only_pid: if someone restarted it since, that server is theirs and stays.
-    print(f"{why}. {embedded.stop(EMBEDDED_DIR, only_pid=db.server.postmaster.pid)}")
-    return True
+    print(f"{why}. {embedded.stop(EMBEDDED_DIR, only_pid=server.postmaster.pid)}")
 
 
 def stop() -> int:
+    """Stop what the tutorial starts: compose's PostgreSQL if it is up, and the embedded one."""
+    status = stop_compose() if docker_engine_running() else 0
     # Signals nothing unless postmaster.pid names a postgres on EMBEDDED_DIR itself.
     print(embedded.stop(EMBEDDED_DIR))
+    return status
+
+
+def stop_compose() -> int:
+    """``docker compose stop`` in the repo, if the tutorial's compose project has a container up."""
+    found = _compose("ps", "--quiet")
+    if found.returncode == 0 and not found.stdout.strip():
+        print("docker compose's PostgreSQL is not running: nothing to stop there.")
+        return 0
+    done = _compose("stop") if found.returncode == 0 else found
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        print(f"error: docker compose {' '.join(done.args[2:])} failed: {said}", file=sys.stderr)
+        return 1
+    print("Stopped docker compose's PostgreSQL (docker compose stop); its data stays in its "
+          "volume.")
     return 0
+
+
+def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+    """``docker compose ARGS`` in the repo root, where docker-compose.yml names the project."""
+    return subprocess.run(["docker", "compose", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=False)
 
 
 #: Signals ``lab`` passes on to its command: an interrupt, a termination, a closed terminal.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: How often ``lab`` looks at its command and its threads between two signals (seconds).
+_TICK = 0.2
+
+
+class _Signals:
+    """``lab``'s signals, each with its sender, and the threads that start and stop the server.
+
+    The main thread blocks FORWARDED and takes them with ``sigtimedwait``, which tells
+    who sent each: 0 is the kernel (the terminal's Ctrl-C, which reaches the command
+    too, as it is in the same process group). So this process does not die of them
+    before it has stopped the server it started.
+
+    The worker threads unblock them first: a program inherits the signal mask of the
+    thread that starts it, and docker compose, initdb, pg_ctl or useradd must stay
+    interruptible. The kernel may then hand a signal to a worker thread (when the main
+    thread is between two waits); its handler only records it, sender unknown (None).
+    """
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self.previous: dict[int, Any] = {}
+        self.told = False
+
+    def __enter__(self) -> _Signals:
+        for sig in FORWARDED:
+            self.previous[sig] = signal.signal(sig, lambda signo, _frame: self.caught.append(signo))
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # Signals that came while stopping were answered: dropped, not left for the default
+        # action once unblocked (and handlers restored after, for one that comes meanwhile).
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def wait(self, timeout: float) -> list[tuple[int, int | None]]:
+        """The signals that came, waiting up to ``timeout`` seconds for one: (number, sender)."""
+        got: list[tuple[int, int | None]] = [(sig, None) for sig in self.caught]
+        self.caught.clear()
+        if not got and (info := signal.sigtimedwait(FORWARDED, timeout)) is not None:
+            got.append((info.si_signo, info.si_pid))
+        return got
+
+    def worker(self, target: Callable[..., None], *args: object) -> threading.Thread:
+        """Run ``target(*args)`` in a daemon thread that does not block FORWARDED."""
+        def run() -> None:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+            target(*args)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def finish(self, thread: threading.Thread, doing: str) -> bool:
+        """Wait for ``thread`` after the command has exited; False if told not to wait.
+
+        Every signal is for this process now. The first says what it still does (``doing``);
+        the second leaves it undone (make stop does the rest).
+        """
+        while thread.is_alive():
+            if not self.wait(_TICK):
+                continue
+            if self.told:
+                print("make lab left without waiting: make stop stops the embedded PostgreSQL "
+                      "if it still runs.", flush=True)
+                return False
+            self.told = True
+            print(f"{doing}; press Ctrl-C again to leave without waiting.", flush=True)
+        return True
 
 
 def lab(command: list[str]) -> int:
@@ -131,51 +287,54 @@ def lab(command: list[str]) -> int:
     The database starts in a thread while the command starts: a first embedded
     start is an initdb of seconds, and JupyterLab need not wait for it. When the
     command exits (Ctrl-C, or JupyterLab's File > Shut Down), the embedded server
-    is stopped if this started it; one that was already running stays.
+    is stopped if this started it and no other client uses it.
 
     Signals sent to this process by another process are passed on to the command.
     A terminal's Ctrl-C is not: it reaches the command directly (same process
-    group), and JupyterLab asks before shutting down. While the command runs and
-    while the server stops, this process does not die of those signals itself, so
-    the server it started never outlives it.
+    group), and JupyterLab asks before shutting down. This process does not die of
+    those signals itself, so the server it started does not outlive it; once the
+    command has exited, a second signal makes it leave without waiting (_Signals).
     """
     command = command[1:] if command[:1] == ["--"] else command
     if not command:
         print("usage: python -m tutorial_kit lab [--] COMMAND [ARG ...]", file=sys.stderr)
         return 2
-    child = subprocess.Popen(command)  # before blocking: the command keeps normal signals
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)  # the thread below inherits this
-    try:
-        started: list[Database] = []
-        starter = threading.Thread(target=_start_for_lab, args=(started,), daemon=True)
-        starter.start()
+    child = subprocess.Popen(command)  # before blocking: the command keeps a normal mask
+    with _Signals() as signals:
+        found: list[embedded.Started] = []
+        starter = signals.worker(_start_for_lab, found)
         while child.poll() is None:
-            sig = signal.sigtimedwait(FORWARDED, 0.5)
-            if sig is not None and sig.si_pid not in (0, child.pid):  # 0: the terminal's
-                child.send_signal(sig.si_signo)
-        starter.join()
-        db = started[0] if started else None
-        if not stop_if_started_here(db, "JupyterLab has exited, and make lab had started the "
-                                    "embedded PostgreSQL") and db and db.server:
-            print("JupyterLab has exited; the embedded PostgreSQL stays running, as it was "
-                  "before make lab: make stop stops it.")
-    finally:
-        while signal.sigtimedwait(FORWARDED, 0) is not None:
-            pass  # drop the signals that came while stopping: they were answered
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+            for signo, sender in signals.wait(_TICK):
+                if sender not in (0, child.pid):  # 0: the terminal's, which the command got
+                    child.send_signal(signo)
+        if signals.finish(starter, "JupyterLab has exited; make lab waits for the database "
+                          "to finish starting, to stop it if it started it") and found:
+            if found[0].started_here:
+                stopper = signals.worker(stop_if_started_here, found[0], "JupyterLab has "
+                                         "exited, and make lab had started the embedded "
+                                         "PostgreSQL")
+                signals.finish(stopper, "make lab is stopping the embedded PostgreSQL")
+            else:
+                print(f"JupyterLab has exited. {not_started_here('make lab')}")
     return child.returncode if child.returncode >= 0 else 128 - child.returncode
 
 
-def _start_for_lab(started: list[Database]) -> None:
-    """``lab``'s thread: start the database, say where it runs and what stops it."""
+def _start_for_lab(found: list[embedded.Started]) -> None:
+    """``lab``'s thread: start the database, say where it runs and what stops it.
+
+    ``found`` gets the embedded server, also one it started whose probe then failed.
+    """
     try:
         db = bring_up()
     except TutorialError as err:  # the notebooks' first connecting cell says it again
+        if isinstance(err, DatabaseConfigError) and err.started is not None:
+            found.append(err.started)
         print(f"error: {err}", file=sys.stderr)
         return
-    started.append(db)
+    if db.server is not None:
+        found.append(db.server)
     if line := where(db, lab=True):
-        print(line)
+        print(line, flush=True)
 
 
 def class_(rest: list[str]) -> int:

@@ -77,11 +77,15 @@ class DatabaseConfigError(TutorialError):
 
     ``kind`` is the problem's key in ``tutorial_kit.setup_problems`` (``nothing-answers``,
     ``no-answer``, ``password``, ``no-create``, …), for code that reacts to it.
+    ``started`` is the embedded server that :func:`find_database` started before its
+    probe failed (a probe can time out on a busy machine while the server runs): a
+    caller that stops what it started (``make lab``, ``make reset-db``) stops that too.
     """
 
     def __init__(self, message: str, kind: str = "config") -> None:
         super().__init__(message)
         self.kind = kind
+        self.started: embedded.Started | None = None
 
     @classmethod
     def of(cls, problem: problems.SetupProblem, **fields: Any) -> DatabaseConfigError:
@@ -134,11 +138,14 @@ def find_database() -> Database:
         try:
             run_sync(_probe(url, timeout=CONNECT_TIMEOUT, what="the embedded server"))
             return Database(url, "embedded", reason, server=server)
-        except DatabaseConfigError:
+        except DatabaseConfigError as err:
             attempts_left -= 1
             now, _ = embedded.running(EMBEDDED_DIR)
             if not attempts_left or (now is not None and now.status == "ready"):
-                raise  # the server runs and still fails: that is the problem to show
+                # The server runs and still fails: that is the problem to show. If this
+                # call started it, the error says so, for the caller to stop it.
+                err.started = server if server.started_here else None
+                raise
             # else it was stopped (or is stopping) since it was found: start it again
 
 

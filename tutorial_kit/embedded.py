@@ -24,10 +24,13 @@ once on first use, a kernel while ``make lab`` starts it). They share one server
   directory itself), so one process initialises and starts, the others wait
   and then find the server ready; a stop waits for a start in progress, and
   the reverse.
-- initdb writes into a folder inside the data directory and its files are moved
-  up when it has finished, ``PG_VERSION`` last: an interrupted first start
-  leaves that folder (removed by the next start), never a half-made data
-  directory that looks initialised.
+- initdb writes into a folder inside the data directory; when it has finished,
+  that folder is renamed (one atomic step) to say so, and its files are moved
+  up, ``PG_VERSION`` last. A first start interrupted during initdb leaves the
+  first folder, which the next start removes and initialises again; one
+  interrupted while moving leaves the second, whose remaining files the next
+  start moves up. Neither is ever a half-made data directory that looks
+  initialised, and nothing the tutorial did not create is removed.
 - Whatever ``postmaster.pid`` says is waited out under the lock: ``starting``
   (or a file still being written) until ``ready``, ``stopping`` until the
   server is gone, then it is started again. A start that ``pg_ctl`` reports as
@@ -65,8 +68,10 @@ SYSTEM_USER = "embedded_postgres"
 #: goes to a short per-data-directory folder under the temp dir.
 _SOCKET_PATH_MAX = 107
 _SOCKET_NAME = ".s.PGSQL.5432"
-#: initdb's folder inside the data directory until its files are moved up.
+#: initdb's folder inside the data directory while initdb runs ...
 _INITDB_DIR = ".initdb-in-progress"
+#: ... and its name once initdb has finished, until its files are all moved up.
+_INITDB_DONE = ".initdb-done"
 #: How long a start waits for a server that is starting or stopping (a busy machine is slow).
 SETTLE_TIMEOUT = 90.0
 #: A ``postmaster.pid`` still unreadable after this long is a crashed start's remnant;
@@ -279,6 +284,7 @@ def start(pgdata: Path) -> Started:
     if user is not None:
         _check_reachable(pgdata, user)
     with _locked(pgdata):
+        _finish_initdb(pgdata)  # a first start interrupted while moving initdb's files
         if not (pgdata / "PG_VERSION").exists():
             _initdb(pgdata, user)
         info = _settled(pgdata)
@@ -307,12 +313,14 @@ def start(pgdata: Path) -> Started:
 def _initdb(pgdata: Path, user: str | None) -> None:
     """initdb into a folder inside ``pgdata``, then move its files up, ``PG_VERSION`` last.
 
-    Under the lock. A first start that is interrupted (Ctrl-C, a kill, initdb's
-    timeout, which kills it) leaves only that folder, and the next start removes it.
+    Under the lock. initdb's folder is renamed to ``_INITDB_DONE`` when initdb has
+    finished, so an interrupted start (Ctrl-C, a kill, initdb's timeout, which kills it)
+    leaves either an unfinished initdb, removed and done again here, or a finished one
+    whose remaining files :func:`_finish_initdb` moves up.
     """
     work = pgdata / _INITDB_DIR
     if work.exists():
-        shutil.rmtree(work)
+        shutil.rmtree(work)  # our own folder: an initdb that never finished
     others = sorted(p.name for p in pgdata.iterdir())
     if others:
         raise EmbeddedServerError(problems.INITDB_FAILED.message(
@@ -327,9 +335,27 @@ def _initdb(pgdata: Path, user: str | None) -> None:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
         raise EmbeddedServerError(problems.INITDB_FAILED.message(
             pgdata=pgdata, error=err)) from None
-    for entry_path in sorted(work.iterdir(), key=lambda p: p.name == "PG_VERSION"):
-        entry_path.rename(pgdata / entry_path.name)
-    work.rmdir()
+    work.rename(pgdata / _INITDB_DONE)
+    _finish_initdb(pgdata)
+
+
+def _finish_initdb(pgdata: Path) -> None:
+    """Under the lock: move a finished initdb's files up, ``PG_VERSION`` last; none if absent.
+
+    Also what a start interrupted while moving left: the files already moved are in
+    place, the rest are moved now. A name that exists in both places is never
+    overwritten: the message names it.
+    """
+    done = pgdata / _INITDB_DONE
+    if not done.is_dir():
+        return
+    for entry_path in sorted(done.iterdir(), key=lambda p: p.name == "PG_VERSION"):
+        target = pgdata / entry_path.name
+        if target.exists():
+            raise EmbeddedServerError(problems.INITDB_FAILED.message(
+                pgdata=pgdata, error=f"{entry_path.name} is both in it and in {done}"))
+        entry_path.rename(target)
+    done.rmdir()
 
 
 def _settled(pgdata: Path) -> Postmaster | None:
