@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import socket
 import ssl
 import stat
+import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tutorial_harness import REPO
 from tutorial_kit import pgbouncer
 from tutorial_kit.database import one_off_connection, start_embedded
-from tutorial_kit.net import port_in_use
+from tutorial_kit.net import LOOPBACK, port_in_use
 
 BINARY = pgbouncer.find_pgbouncer()
 needs_binary = pytest.mark.skipif(BINARY is None and not pgbouncer.required(),
@@ -113,16 +118,91 @@ async def test_embedded_server_over_its_unix_socket(embedded_pgdata: Path) -> No
 @needs_binary
 @pytest.mark.asyncio
 async def test_a_restart_keeps_the_port(embedded_pgdata: Path) -> None:
-    """Lesson 13 restarts its PgBouncer: the engines made from url() reach it again."""
+    """Lesson 13 restarts its PgBouncer: new connections from url() reach it again, but a
+    connection pooled before the restart died with the old process (the lesson disposes
+    such an engine first)."""
+    url = start_embedded(embedded_pgdata)
+    bouncer = await pgbouncer.PgBouncer(url).start()
+    engine = create_async_engine(bouncer.url(), connect_args=SAFE_ARGS)
+    try:
+        async with engine.connect() as conn:   # stays in the engine's pool
+            await conn.execute(text("SELECT 1"))
+        port = bouncer.port
+        await bouncer.stop()
+        await bouncer.start()
+        assert bouncer.port == port
+        assert await _through(bouncer, **SAFE_ARGS) == 42
+        with pytest.raises(DBAPIError, match="connection is closed"):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        await engine.dispose()
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT 41 + 1")) == 42
+    finally:
+        await engine.dispose()
+        await bouncer.stop()
+
+
+@needs_binary
+@pytest.mark.asyncio
+async def test_a_restart_waits_for_its_port_then_says_it_is_taken(
+        embedded_pgdata: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program on the kept port: a restart waits for it, then names the fix.
+
+    Before PgBouncer fails to bind, the other program accepts connections on the port,
+    so start() must not take an accepted connection for PgBouncer's.
+    """
+    monkeypatch.setattr(pgbouncer, "RESTART_WAIT", 1.0)
     url = start_embedded(embedded_pgdata)
     bouncer, _ = await _round_trip(url)
     port = bouncer.port
+    refused = rf"could not start again on {LOOPBACK}:{port}.*restart the kernel"
+    with socket.create_server((LOOPBACK, port)), pytest.raises(pgbouncer.PgBouncerError,
+                                                               match=refused):
+        await bouncer.start()
+    assert not bouncer.running
+    taken = socket.create_server((LOOPBACK, port))
+    asyncio.get_running_loop().call_later(0.3, taken.close)   # freed while start() waits
     await bouncer.start()
     try:
         assert bouncer.port == port
         assert await _through(bouncer, **SAFE_ARGS) == 42
     finally:
+        taken.close()
         await bouncer.stop()
+
+
+@needs_binary
+@pytest.mark.asyncio
+async def test_stop_is_immediate_while_clients_are_connected(embedded_pgdata: Path) -> None:
+    """stop() is PgBouncer's immediate shutdown on every version: SIGTERM before 1.23, SIGQUIT
+    from 1.23, where SIGTERM waits for the clients to disconnect (the changelog of 1.23.0)."""
+    url = start_embedded(embedded_pgdata)
+    bouncer = await pgbouncer.PgBouncer(url).start()
+    engine = create_async_engine(bouncer.url(), connect_args=SAFE_ARGS)
+    try:
+        async with engine.connect() as conn:   # an idle client of PgBouncer from here on
+            await conn.execute(text("SELECT 1"))
+        started = time.monotonic()
+        await bouncer.stop()
+        assert time.monotonic() - started < 2, "stop() waited for the idle client"
+    finally:
+        await engine.dispose()
+        await bouncer.stop()
+
+
+@pytest.mark.parametrize(("version", "sent"), [((1, 18, 0), signal.SIGTERM),
+                                               ((1, 22, 1), signal.SIGTERM),
+                                               ((1, 23, 0), signal.SIGQUIT),
+                                               ((1, 25, 1), signal.SIGQUIT)])
+def test_stop_sends_the_immediate_shutdown_signal_of_each_version(
+        version: tuple[int, ...], sent: signal.Signals) -> None:
+    bouncer = object.__new__(pgbouncer.PgBouncer)   # no binary needed: a stand-in process
+    bouncer.version = version
+    bouncer._tmp = None
+    process = bouncer._process = subprocess.Popen(["sleep", "60"])
+    bouncer._stop_now()
+    assert process.returncode == -sent
 
 
 @needs_binary

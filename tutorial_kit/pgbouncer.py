@@ -30,6 +30,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -46,6 +47,15 @@ from tutorial_kit.net import LOOPBACK, free_port
 REQUIRED_ENV = "TUTORIAL_PGBOUNCER"
 #: ``max_prepared_statements`` (prepared statements in transaction mode) arrived in 1.21.
 PREPARED_STATEMENTS_SINCE = (1, 21)
+#: From 1.23.0 SIGTERM no longer stops PgBouncer at once: it waits for every client to
+#: disconnect, and SIGQUIT is the immediate shutdown. The changelog, 1.23.0 (2024-07-03):
+#: "SIGTERM doesn't cause immediate shutdown of the PgBouncer process anymore. It now does
+#: a 'super safe shutdown': waiting for all clients to disconnect before shutting down
+#: [...] you should now use SIGQUIT" (https://www.pgbouncer.org/changelog.html#pgbouncer-123x).
+#: Before 1.23 SIGTERM is the immediate shutdown, and SIGQUIT has no handler.
+SIGQUIT_STOPS_SINCE = (1, 23)
+#: How long a restart waits for its old port to be free again (another program took it).
+RESTART_WAIT = 5.0
 #: Where package managers put the binary when ``sbin`` is not on a user's PATH.
 _CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer",
                "/opt/homebrew/bin/pgbouncer", "/usr/local/bin/pgbouncer")
@@ -277,15 +287,20 @@ class PgBouncer:
 
         The wait is awaited, so the notebook's event loop (and anything else on it) keeps
         running while PgBouncer comes up. After :meth:`stop`, this restarts it on the
-        same port, with no server connections.
+        same port, with no server connections: new connections from engines made from
+        :meth:`url` reach it, but the ones already in an engine's pool died with the old
+        process (dispose such an engine before :meth:`stop`).
         """
         if self.running:
             return self
         self._tmp = tempfile.TemporaryDirectory(prefix="tutorial-pgbouncer-")
         run_as = _run_as()
-        # A restart keeps the port: url(), and the engines made from it, still reach it.
+        # A restart keeps the port, which the URLs of the notebook's engines name.
         kept = self.port
-        for attempt in range(3):  # another program may grab the free port first
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESTART_WAIT
+        attempt = 0
+        while True:
             self.port = kept or free_port()
             self._write_config(run_as)
             # -q: log to the logfile only; stderr keeps what comes before it (config errors).
@@ -301,16 +316,33 @@ class PgBouncer:
             if problem is None:
                 return self
             self._stop_now(keep_files=True)
-            if "Address already in use" not in problem or attempt == 2:
-                self._cleanup()
-                raise PgBouncerError(problems.PGBOUNCER_DID_NOT_START.message(reason=problem))
-        self._cleanup()
-        return self
+            attempt += 1
+            # It logs "cannot listen on ADDRESS: bind(): Address already in use" (a warning),
+            # then "FATAL nowhere to listen on".
+            if any("Address already in use" in ln for ln in self.log()):
+                # First start: another program took the free port first; try another one.
+                if not kept and attempt < 3:
+                    continue
+                # Restart: the port may be a client's for a moment (free_port draws from the
+                # range the OS also gives outgoing connections); wait for it, then give up
+                # with the paragraph that says what to do.
+                if kept and loop.time() < deadline:
+                    await asyncio.sleep(0.25)
+                    continue
+                if kept:
+                    self._cleanup()
+                    raise PgBouncerError(problems.PGBOUNCER_PORT_TAKEN.message(
+                        address=f"{LOOPBACK}:{kept}", seconds=f"{RESTART_WAIT:g}"))
+            self._cleanup()
+            raise PgBouncerError(problems.PGBOUNCER_DID_NOT_START.message(reason=problem))
 
     async def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) and remove its directory.
+        """Stop the process at once and remove its directory.
 
-        Waiting for the process to exit happens in a worker thread, off the event loop.
+        The immediate shutdown: SIGTERM before 1.23, SIGQUIT from 1.23 on (where SIGTERM
+        waits for every client to disconnect, ``SIGQUIT_STOPS_SINCE``); SIGKILL if it is
+        still running 5 s later. Its client connections close with it. Waiting for the
+        process to exit happens in a worker thread, off the event loop.
         """
         await asyncio.to_thread(self._stop_now)
 
@@ -326,7 +358,8 @@ class PgBouncer:
         if process is not None:
             atexit.unregister(self._stop_now)
             if process.poll() is None:
-                process.terminate()
+                process.send_signal(signal.SIGQUIT if self.version >= SIGQUIT_STOPS_SINCE
+                                    else signal.SIGTERM)
                 try:
                     process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
@@ -341,9 +374,15 @@ class PgBouncer:
             tmp.cleanup()
 
     async def _wait_until_accepting(self, timeout: float) -> str | None:
-        """None once the port accepts; else the reason from PgBouncer's log."""
+        """None once PgBouncer listens on its port and it accepts; else the reason from its log.
+
+        A connection that succeeds is not enough: another program listening on the port
+        accepts it too, before PgBouncer fails to bind. PgBouncer logs ``listening on
+        ADDRESS`` once its own listen() has succeeded (``pooler.c``), so that line comes first.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        listening = f" listening on {LOOPBACK}:{self.port}"
         assert self._process is not None
         while loop.time() < deadline:
             if self._process.poll() is not None:
@@ -352,6 +391,9 @@ class PgBouncer:
                 errors = [ln for ln in lines + self.log() if " FATAL " in ln or " ERROR " in ln]
                 return (errors[-1].split(" ", 3)[-1] if errors
                         else f"it exited with code {self._process.returncode}")
+            if not any(ln.endswith(listening) for ln in self.log()):
+                await asyncio.sleep(0.02)
+                continue
             with contextlib.suppress(OSError, TimeoutError):
                 async with asyncio.timeout(0.2):
                     _, writer = await asyncio.open_connection(LOOPBACK, self.port)

@@ -3,13 +3,14 @@
 Exercise 1 reads the outcomes of ``two_transactions`` from the scaffold, then checks
 the learner's engine out once itself: the statement name on the server, whether the
 connection is in autocommit, and the name function it was given (read from the
-``do_connect`` event, where the connect arguments pass), which it calls 200 times to
-see whether another worker process could make the same names. Exercise 2 reads the
-scaffold's ``capture_sql`` log.
+``do_connect`` event, where the connect arguments pass), which it calls 1000 times to
+see whether another worker process could make the same names and how many random bits
+they carry. Exercise 2 reads the scaffold's ``capture_sql`` log.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import select
@@ -33,8 +34,14 @@ COUNTER_NAME = "__asyncpg_stmt_"
 #: The name of this very query on the server (None when it is unnamed).
 OWN_NAME = text("SELECT name FROM pg_prepared_statements WHERE statement LIKE "
                 "'%pg_prepared_state%' AND prepare_time >= now()")
-#: Names the check makes in a row with the learner's name function.
-IN_A_ROW = 200
+#: Names the check makes in a row with the learner's name function; the first IN_A_ROW
+#: must all differ (32 random bits repeat within 200 names about once in 200 000 runs).
+NAMES, IN_A_ROW = 1000, 200
+#: The random bits the prompt asks for, and the slack of the estimate (``random_bits``):
+#: in 1000 names a position shows every one of 16 values (hex) but with odds below
+#: 1e-25, and misses one of 64 (base64) about once in 10^5 runs, which costs 0.02 bit.
+#: Half a bit keeps exactly 32 random bits passing; 31 still fail.
+BITS, BITS_SLACK = 32, 0.5
 #: At most this share of names in a row may begin their varying part alike: a counter or
 #: a clock changes its low digits from name to name and keeps its leading one (about 9
 #: pairs in 10 share it); a random part drawn for each name begins with a new character
@@ -102,6 +109,30 @@ async def checked_out(engine: AsyncEngine) -> tuple[Callable[[], Any] | None, An
     return cparams.get("prepared_statement_name_func"), name, autocommit
 
 
+def random_bits(names: list[str]) -> float:
+    """An estimate of the random bits in ``names``, from what varies between them.
+
+    The prefix and the suffix all names share are cut off; in what is left, each character
+    position (counted from its start, so that names of different lengths line up as
+    numbers without leading zeros do) adds log2 of the number of different characters the
+    names have there. One hex digit drawn for each name shows its 16 values in 1000 names
+    (4 bits); a fixed character adds nothing, and a uuid4's version digit neither. It
+    counts what varies, not how: a counter's digits add bits too, which is why a counter,
+    a clock and a seeded generator are refused by the rules before this one.
+    """
+    def shared_start(texts: list[str]) -> int:
+        """How many leading characters all of ``texts`` share."""
+        return next((i for i, column in enumerate(zip(*texts, strict=False))
+                     if len(set(column)) > 1),
+                    min(map(len, texts), default=0))
+
+    rest = [name[shared_start(names):] for name in names]
+    suffix = shared_start([r[::-1] for r in rest])
+    varying = [r[:len(r) - suffix] for r in rest]
+    longest = max(map(len, varying), default=0)
+    return sum(math.log2(len({v[i] for v in varying if len(v) > i})) for i in range(longest))
+
+
 def sequential(names: list[str]) -> float:
     """The share of names in a row whose varying part begins with the same character.
 
@@ -138,12 +169,14 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
        sequence: the part after their common prefix does not keep its first character
        from one name to the next, as a counter or a clock reading does (``sequential``);
     9. a worker process forked from this one makes other names (a generator seeded with
-       a constant, a hash or ``uuid5`` of a counter look random and repeat there).
+       a constant, a hash or ``uuid5`` of a counter look random and repeat there);
+    10. the names carry 32 random bits or more: estimated from 1000 names by what varies
+        at each character position (``random_bits``), so ``uuid4().hex[:6]`` (24 bits)
+        is refused and ``os.urandom(4).hex()`` (exactly 32) passes.
 
     Told apart on purpose: a random part that comes after a counter or a clock reading
     (``f"{time.time_ns()}_{uuid4()}"``) is refused, because the names then are a
-    sequence; the prompt asks for the random part first, after any fixed prefix. A
-    random part under 32 bits (the prompt asks for more) can repeat within 200 names.
+    sequence; the prompt asks for the random part first, after any fixed prefix.
     """
     through = (lambda e: isinstance(e, AsyncEngine) and bouncer is not None
                and e.url.port == bouncer.port,
@@ -160,7 +193,7 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
     if through[0](answer) and outcome is not None:
         try:
             func, name, autocommit = await checked_out(answer)
-            names = [str(func()) for _ in range(IN_A_ROW)] if callable(func) else []
+            names = [str(func()) for _ in range(NAMES)] if callable(func) else []
             forked = forked_names(func) if callable(func) else None
         except Exception as err:  # a broken engine or name function: a hint, not a traceback
             failure = f"Checking out a connection of ex1 raised {describe(err)}. "
@@ -185,9 +218,9 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
            "names (a name function)."),
           (lambda e: not str(name).startswith(COUNTER_NAME),
            "Its statements get asyncpg's per-process counter names; give them unique names."),
-          (lambda e: len(set(names)) == len(names) > 0,
-           f"Your name function made only {len(set(names))} different name(s) in "
-           f"{len(names)} calls ({', '.join(names[:2])}): a name that repeats in this "
+          (lambda e: len(set(names[:IN_A_ROW])) == len(names[:IN_A_ROW]) > 0,
+           f"Your name function made only {len(set(names[:IN_A_ROW]))} different name(s) in "
+           f"{len(names[:IN_A_ROW])} calls ({', '.join(names[:2])}): a name that repeats in this "
            "process (a process id, a prefix drawn once, a short random part) repeats in "
            "another one too. Draw a random part of 32 bits or more for each name, such as "
            "uuid.uuid4()."),
@@ -201,7 +234,12 @@ async def ex1(answer: Any, *, bouncer: PgBouncer | None, outcome: str | None,
            f"A worker process forked from this one made the same names as this one "
            f"({forked[0][0] if forked else ''}): your name function's sequence is fixed (a "
            "seeded generator, a hash of a counter), so every worker repeats it. Draw each "
-           "name from the operating system's randomness, such as uuid.uuid4()."))
+           "name from the operating system's randomness, such as uuid.uuid4()."),
+          (lambda e: random_bits(names) >= BITS - BITS_SLACK,
+           f"Your names carry about {random_bits(names):.0f} random bits: that is what varies "
+           f"between {len(names)} of them ({', '.join(names[:2])}), counted character by "
+           f"character. The exercise asks for {BITS} or more: draw a longer random part for "
+           "each name, such as uuid.uuid4().hex."))
 
 
 def in_flight(log: QueryLog) -> int:
