@@ -89,7 +89,7 @@ def ex2(answer: Any, log: Watched, *, data: Dataset) -> None:
     """The sizes of the batches of 200 reviews the stream built, as it built them.
 
     Requirements, from the prompt:
-    1. ``ex2`` is the list of batch sizes, four of 200 for the 800 reviews;
+    1. ``ex2`` is the list of batch sizes, eight of 200 for the 1,600 reviews;
     2. they are the batches the ORM built: every review built as a ``Review`` object,
        200 at a time (not counted, hard-coded, or re-cut in Python);
     3. read from a server-side cursor,
