@@ -532,7 +532,7 @@ class FakeDocker:
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> Iterator[Callable[..., FakeDocker]]:
     """``fake_docker(engine=, up=, running=)``: whether ``docker info`` finds an engine, what
-    ``docker compose up`` does ("ok" or "hang"), whether the compose project has a container up."""
+    ``docker compose up`` does ("ok", "fail" or "hang"), whether the compose project has a container up."""
     made: list[FakeDocker] = []
 
     def make(*, engine: bool = True, up: str = "ok", running: bool = True) -> FakeDocker:
@@ -548,6 +548,11 @@ with open({str(fake.record)!r}, "a") as record:
 args = sys.argv[1:]
 if args == ["info"]:
     sys.exit(0 if {engine} else 1)
+if args[:2] == ["compose", "up"] and {up!r} == "fail":
+    print(" Container tutorial-db-1  Starting", file=sys.stderr)
+    print("Error response from daemon: Bind for 127.0.0.1:5432 failed: port is already "
+          "allocated", file=sys.stderr)
+    sys.exit(1)
 if args[:2] == ["compose", "up"] and {up!r} == "hang":
     for fd in (1, 2):  # not holding the test's pipes: it reads lab's output to the end
         os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
@@ -564,6 +569,20 @@ if args[:2] == ["compose", "ps"] and {running}:
         for call in fake.calls():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(call["pid"], signal.SIGKILL)
+
+
+def test_a_failed_compose_up_is_one_paragraph_quoting_compose(fake_docker, monkeypatch,
+                                                              capsys) -> None:
+    docker = fake_docker(engine=True, up="fail")
+    monkeypatch.setenv("PATH", docker.path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert cli.main(["up"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "\n" not in err
+    assert err == ("error: docker compose up failed (exit status 1); it said: Error response "
+                   "from daemon: Bind for 127.0.0.1:5432 failed: port is already allocated "
+                   "Fix what it names (docker compose logs shows the server's own log), then "
+                   "run make db again; or set DATABASE_URL to a PostgreSQL you already have.")
 
 
 def test_make_stop_stops_a_compose_server_that_is_up(embedded_only: Path, fake_docker,

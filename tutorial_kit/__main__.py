@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from tutorial_kit import classroom, embedded
+from tutorial_kit import setup_problems as problems
 from tutorial_kit.database import (
     EMBEDDED_DIR,
     PROBE_LIMIT,
@@ -65,7 +66,12 @@ def bring_up() -> Database:
     if not os.environ.get("DATABASE_URL"):
         if docker_engine_running():
             print("Docker engine found: docker compose up -d --wait")
-            subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=REPO_ROOT, check=True)
+            up = subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=REPO_ROOT,
+                                stderr=subprocess.PIPE, text=True, check=False)
+            if up.returncode != 0:  # compose's own last words name the cause; no guess here
+                said = [ln for ln in up.stderr.splitlines() if ln.strip()] or ["(nothing)"]
+                raise TutorialError(problems.COMPOSE_UP_FAILED.message(
+                    status=up.returncode, said=said[-1].strip()))
         else:
             print("No Docker engine answers (docker info failed or docker is missing): "
                   "using the embedded PostgreSQL.")

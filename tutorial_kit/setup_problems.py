@@ -443,6 +443,12 @@ STALE_PID = SetupProblem(
 
 # --------------------------------------------------------------------------- PgBouncer
 
+COMPOSE_UP_FAILED = SetupProblem(
+    key="compose-up-failed", title="docker compose up failed",
+    when="__main__.bring_up (make db, make lab): `docker compose up -d --wait` exits non-zero",
+    problem="docker compose up failed (exit status {status}); it said: {said}",
+    fix="Fix what it names (docker compose logs shows the server's own log), then run make "
+        "db again; or set DATABASE_URL to a PostgreSQL you already have.")
 NO_PGBOUNCER = SetupProblem(
     key="no-pgbouncer", title="No pgbouncer binary found",
     when="pgbouncer.PgBouncer: no pgbouncer on PATH, in the conda env, or in the sbin folders",
@@ -503,7 +509,7 @@ CATALOGUE: tuple[SetupProblem, ...] = (
     NO_ANSWER, NOTHING_ANSWERS, CANNOT_REACH, CONNECTION_LIMIT, SERVER_FULL, CANNOT_CONNECT,
     NO_CREATE, FOREIGN_SCHEMA,
     USERADD_FAILED, PGDATA_PARENT_MISSING, CANNOT_ENTER, INITDB_FAILED, DID_NOT_START,
-    NOT_RUNNING_AFTER_START, STILL_STOPPING, COULD_NOT_STOP, STALE_PID,
+    NOT_RUNNING_AFTER_START, STILL_STOPPING, COULD_NOT_STOP, STALE_PID, COMPOSE_UP_FAILED,
     NO_PGBOUNCER, PGBOUNCER_VERSION, PREPARED_STATEMENTS_NEED_1_21, PGBOUNCER_AS_ROOT,
     PGBOUNCER_DID_NOT_START, PGBOUNCER_PORT_TAKEN, PGBOUNCER_NOT_STARTED, NO_OPENSSL,
     OPENSSL_FAILED,
