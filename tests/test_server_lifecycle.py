@@ -532,7 +532,8 @@ class FakeDocker:
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> Iterator[Callable[..., FakeDocker]]:
     """``fake_docker(engine=, up=, running=)``: whether ``docker info`` finds an engine, what
-    ``docker compose up`` does ("ok", "fail" or "hang"), whether the compose project has a container up."""
+    ``docker compose up`` does ("ok", "fail" or "hang"), whether the compose project has a
+    container up."""
     made: list[FakeDocker] = []
 
     def make(*, engine: bool = True, up: str = "ok", running: bool = True) -> FakeDocker:
