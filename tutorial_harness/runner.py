@@ -72,7 +72,12 @@ async def run_notebook(
     """
     nb = nb if nb is not None else nbformat.read(path, as_version=4)
     run = NotebookRun(path, nb)
+    # iopub_timeout: after a cell's reply nbclient waits this long for its outputs, then, by
+    # default, drops what has not arrived. On a busy machine (30 kernels on 2 cores) they
+    # can take longer than the default 4 s: wait up to 60 s (the wait ends at the kernel's
+    # idle message, so it costs nothing when they come), and fail rather than lose them.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            iopub_timeout=60, raise_on_iopub_timeout=True,
                             allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
     async with client.async_setup_kernel(env=env):
