@@ -191,6 +191,11 @@ async def test_stop_is_immediate_while_clients_are_connected(embedded_pgdata: Pa
         await bouncer.stop()
 
 
+def default_signals() -> None:
+    for number in (signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("version", "sent"), [((1, 18, 0), signal.SIGTERM),
                                                ((1, 22, 1), signal.SIGTERM),
                                                ((1, 23, 0), signal.SIGQUIT),
@@ -200,7 +205,9 @@ def test_stop_sends_the_immediate_shutdown_signal_of_each_version(
     bouncer = object.__new__(pgbouncer.PgBouncer)   # no binary needed: a stand-in process
     bouncer.version = version
     bouncer._tmp = None
-    process = bouncer._process = subprocess.Popen(["sleep", "60"])
+    # The stand-in starts with the default action for both signals: a shell that runs a
+    # command in the background (`cmd &`) starts it with SIGQUIT and SIGINT ignored.
+    process = bouncer._process = subprocess.Popen(["sleep", "60"], preexec_fn=default_signals)
     bouncer._stop_now()
     assert process.returncode == -sent
 
