@@ -44,6 +44,15 @@ def test_not_postgres_or_not_a_url() -> None:
         normalize_url("not a url")
 
 
+@pytest.mark.parametrize(("url", "suggested"), [
+    ("postgressql+asyncpg://u:p@localhost/db", True), ("postgre://u:p@localhost/db", True),
+    ("mysql+aiomysql://u:p@localhost/db", False), ("sqlite+aiosqlite:///x.db", False)])
+def test_a_misspelt_backend_gets_the_name_it_missed(url: str, suggested: bool) -> None:
+    with pytest.raises(DatabaseConfigError, match="needs PostgreSQL") as info:
+        normalize_url(url)
+    assert ("did you mean 'postgresql'?" in str(info.value)) is suggested
+
+
 def test_unreachable_host(monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", f"postgresql+asyncpg://u:p@127.0.0.1:{closed_port()}/db")
     with pytest.raises(DatabaseConfigError, match=r"nothing answers at.*unset DATABASE_URL"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import difflib
 import os
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -165,7 +166,11 @@ def normalize_url(raw: str) -> tuple[str, list[str]]:
         raise DatabaseConfigError.of(problems.NOT_A_URL) from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
-        raise DatabaseConfigError.of(problems.NOT_POSTGRESQL, backend=backend)
+        # A typo (postgressql, postgre) deserves the name it missed, not a lecture.
+        close = difflib.get_close_matches(backend, ["postgresql"], n=1, cutoff=0.75)
+        raise DatabaseConfigError.of(
+            problems.NOT_POSTGRESQL, backend=backend,
+            did_you_mean=" (did you mean 'postgresql'?)" if close else "")
     notes: list[str] = []
     if driver in _PSYCOPG3:
         raise DatabaseConfigError.of(problems.PSYCOPG3, drivername=url.drivername)

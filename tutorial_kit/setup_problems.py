@@ -228,7 +228,8 @@ NOT_A_URL = SetupProblem(
 NOT_POSTGRESQL = SetupProblem(
     key="not-postgresql", title="this tutorial needs PostgreSQL",
     when="database.normalize_url: the URL's backend is not postgresql (or postgres)",
-    problem="DATABASE_URL points at {backend!r}; this tutorial needs PostgreSQL:",
+    problem="DATABASE_URL points at {backend!r}{did_you_mean}; this tutorial needs "
+            "PostgreSQL:",
     fix=f"{_MAKE_URL}.")
 PSYCOPG3 = SetupProblem(
     key="psycopg3", title="psycopg works with asyncio too",
