@@ -656,3 +656,21 @@ def test_a_second_signal_makes_lab_leave_a_start_that_hangs(pgdata: Path, fake_d
     assert "make lab waits for the database to finish starting" in out
     assert "press Ctrl-C again to leave without waiting" in out
     assert "make lab left without waiting: make stop stops the embedded PostgreSQL" in out
+
+
+def test_a_server_with_the_compose_settings_but_no_docker_is_not_called_compose_s(
+        fake_docker, monkeypatch, capsys) -> None:
+    """No Docker engine, yet a server on localhost:5432 accepts the compose settings: make db
+    neither announces the embedded server nor offers to stop a server that is not its own."""
+    docker = fake_docker(engine=False)
+    monkeypatch.setenv("PATH", docker.path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    found = database.Database(database.COMPOSE_URL, "compose", "a server on localhost:5432 "
+                              "accepts the compose settings")
+    monkeypatch.setattr(cli, "find_database", lambda: found)
+    assert cli.main(["up"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded" not in out and "docker compose starts nothing" in out
+    assert "Database: compose" in out
+    assert "not docker compose's (no Docker engine answers)" in out
+    assert "make stop leaves it alone" in out

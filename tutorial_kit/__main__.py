@@ -73,8 +73,10 @@ def bring_up() -> Database:
                 raise TutorialError(problems.COMPOSE_UP_FAILED.message(
                     status=up.returncode, said=said[-1].strip()))
         else:
-            print("No Docker engine answers (docker info failed or docker is missing): "
-                  "using the embedded PostgreSQL.")
+            # No promise of which server here: a server on localhost:5432 that accepts the
+            # compose settings still comes first (find_database), Docker or not.
+            print("No Docker engine answers (docker info failed or docker is missing), so "
+                  "docker compose starts nothing.")
     db = find_database()
     print(db.describe())
     return db
@@ -82,6 +84,9 @@ def bring_up() -> Database:
 
 def where(db: Database, *, lab: bool = False) -> str:
     """Where the database runs and what stops it, in one line; empty for DATABASE_URL's."""
+    if db.source == "compose" and not docker_engine_running():
+        return ("That server is not docker compose's (no Docker engine answers): the "
+                "tutorial only uses it, and make stop leaves it alone.")
     if db.source == "compose":
         return ("docker compose's PostgreSQL keeps running"
                 f"{' after JupyterLab stops' if lab else ''}: make stop stops it "

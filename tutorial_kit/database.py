@@ -129,7 +129,8 @@ def find_database() -> Database:
 
     compose_problem = run_sync(_compose_problem())
     if compose_problem is None:
-        return Database(COMPOSE_URL, "compose", "the compose server answers on localhost:5432")
+        return Database(COMPOSE_URL, "compose", "a server on localhost:5432 accepts the "
+                        "compose settings (user, password and database 'tutorial')")
 
     reason = f"DATABASE_URL is not set and {compose_problem}"
     attempts_left = _EMBEDDED_ATTEMPTS
