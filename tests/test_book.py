@@ -225,3 +225,17 @@ def test_repository_url_is_one_setting() -> None:
     assert not restated, f"{url} is written outside book/_config.yml in {restated}"
     badge = f"[![Binder](https://mybinder.org/badge_logo.svg)]({start})"
     assert badge in (REPO / "README.md").read_text(), f"README.md's badge should be {badge}"
+
+
+def test_where_to_start_links_each_lesson_it_names() -> None:
+    """The home page's *Where to start* names lessons as links, by their registry titles,
+    to notebooks the registry lists (a bare "lesson 04" is a dead end on the site)."""
+    intro = (REPO / "book" / "intro.md").read_text()
+    section = intro.split("## Where to start", 1)[1].split("\n## ", 1)[0]
+    by_file = {f"notebooks/{lesson.path.name}": lesson.title for lesson in PAGES}
+    links = re.findall(r"\[([^\]]+)\]\(([^)]+)\)", section)
+    assert links, "book/intro.md's Where to start links no lesson"
+    for text, target in links:
+        assert by_file.get(target) == text, (
+            f"book/intro.md: [{text}]({target}) should be a registered lesson's title and file")
+    assert not re.search(r"\blessons? \d\d", section), "a lesson named without its link"
