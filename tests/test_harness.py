@@ -76,3 +76,22 @@ async def test_not_rerunnable_fails(tmp_path: Path, embedded) -> None:
                     "await engine.dispose()")
     with pytest.raises(CellExecutionError, match="AssertionError"):
         await execute(path, env, url)
+
+
+@pytest.mark.asyncio
+async def test_kernels_talk_over_unix_sockets(tmp_path: Path) -> None:
+    """The runner's kernels use ipc, each in its own folder: thirty starting at once race
+    for no TCP port, and none logs "running over TCP without encryption"."""
+    from tutorial_harness.runner import run_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "app = IPKernelApp.instance()\nprint(app.transport, app.ip)")])
+    path = tmp_path / "transport.ipynb"
+    nbformat.write(nb, path)
+    first, second = [await run_notebook(path, env=kernel_env(), nb=nbformat.read(path, 4))
+                     for _ in range(2)]
+    said = [run.nb.cells[0].outputs[0]["text"].split() for run in (first, second)]
+    assert [transport for transport, _ in said] == ["ipc", "ipc"]
+    assert said[0][1] != said[1][1], "two kernels share one socket path"
+    assert all(not Path(ip).parent.exists() for _, ip in said), "socket folder left behind"

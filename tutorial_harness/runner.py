@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import nbformat
 import psutil
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 from tutorial_harness.lessons import lessons
 
@@ -76,10 +78,28 @@ async def run_notebook(
     # default, drops what has not arrived. On a busy machine (30 kernels on 2 cores) they
     # can take longer than the default 4 s: wait up to 60 s (the wait ends at the kernel's
     # idle message, so it costs nothing when they come), and fail rather than lose them.
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    # The kernel talks over Unix sockets in a folder of its own: no TCP port to race for
+    # when 30 kernels start at once, and no "running over TCP without encryption" warning
+    # from each. (jupyter_client's default ipc path is relative to the working directory,
+    # which every kernel shares; hence the folder. Its path stays short: a socket's must
+    # fit in 107 bytes.)
+    sockets = tempfile.TemporaryDirectory(prefix="nbk-")
+    config = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets.name}/kernel"}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
                             iopub_timeout=60, raise_on_iopub_timeout=True,
                             allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
+    with sockets:
+        await _execute(client, nb, run, passes, after_pass, kernel_ready, env)
+    # The kernel is already shut down; nbclient's own exit hook would try again and fail.
+    atexit.unregister(client._cleanup_kernel)
+    return run
+
+
+async def _execute(client: NotebookClient, nb: nbformat.NotebookNode, run: NotebookRun,
+                   passes: int, after_pass: Callable[[int], Awaitable[None]] | None,
+                   kernel_ready: Callable[[], Awaitable[None]] | None,
+                   env: dict[str, str]) -> None:
     async with client.async_setup_kernel(env=env):
         assert client.kc is not None and client.km is not None
         pid = client.km.provisioner.pid  # type: ignore[union-attr]
@@ -106,9 +126,6 @@ async def run_notebook(
         finally:
             sampler.cancel()
             _sample_once(pid, run)
-    # The kernel is already shut down; nbclient's own exit hook would try again and fail.
-    atexit.unregister(client._cleanup_kernel)
-    return run
 
 
 def _sample_once(pid: int, run: NotebookRun) -> None:
