@@ -112,6 +112,10 @@ PAGE_REPORT_JS = """() => {
     repository: hrefs('.article-header-buttons a.btn-source-repository-button'),
     download: hrefs('.article-header-buttons .dropdown-download-buttons a[href]'),
     sidebar: document.querySelector('.bd-sidenav a.current')?.innerText.trim(),
+    searchBoxes: [...document.querySelectorAll('.search-button__button')]
+      .filter(b => b.getClientRects().length > 0).length,
+    cutOutputs: [...document.querySelectorAll('div.cell_output pre')]
+      .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 80)),
   };
 }"""
 
@@ -131,6 +135,8 @@ def test_page(lesson: Lesson, site: str, browser) -> None:
         assert report["outputs"] > 0, "no executed output on the page"
         assert not report["brokenImages"], f"images that did not load: {report['brokenImages']}"
         assert not report["openDetails"], f"open by default: {report['openDetails']}"
+        assert report["searchBoxes"] == 1, f"{report['searchBoxes']} search boxes shown"
+        assert not report["cutOutputs"], f"outputs cut at the edge: {report['cutOutputs']}"
         count = len(exercises(nbformat.read(lesson.path, as_version=4).cells))
         assert report["solutions"] == count, "every exercise has one collapsed solution"
         assert report["launch"] == [launch_url(lesson)], f"Binder button: {report['launch']}"
