@@ -29,11 +29,12 @@ LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(LAB_STAMP): requirements.txt pyproject.toml
+$(LAB_STAMP): requirements.txt pyproject.toml lab-settings/*.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; run: make PYTHON=python3.12 ...")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(INSTALL) -r requirements.txt -e .
+	@$(MAKE) --no-print-directory lab-settings
 	@touch $@
 
 # requirements-dev.txt includes requirements.txt: the installer keeps what already fits.
@@ -56,11 +57,16 @@ lab: venv lab-settings ## start PostgreSQL (compose or embedded) and open Jupyte
 
 # JupyterLab reads every file in <sys.prefix>/share/jupyter/lab/settings/overrides.d/ as
 # default settings: lab-settings/overrides.json turns off the "Jupyter news?" popup.
-# postBuild (Binder) installs the same file the same way.
+# Jupyter Server reads <sys.prefix>/etc/jupyter/jupyter_server_config.json (its .d/ folder
+# holds extension switches only): the lessons' contents manager (tutorial_kit/lab_contents.py)
+# opens a notebook with nothing to save. Every venv gets both files (the stamp above), so
+# make lab, the classroom hub and the browser test use them; postBuild does it for Binder.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/async-orm-tutorial.json
-lab-settings: ## install lab-settings/overrides.json as JupyterLab defaults in .venv (no news popup)
-	@mkdir -p $(dir $(LAB_OVERRIDES))
+LAB_SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.json
+lab-settings: ## install lab-settings/ in .venv: JupyterLab defaults, notebooks that open clean
+	@mkdir -p $(dir $(LAB_OVERRIDES)) $(dir $(LAB_SERVER_CONFIG))
 	cp lab-settings/overrides.json $(LAB_OVERRIDES)
+	cp lab-settings/jupyter_server_config.json $(LAB_SERVER_CONFIG)
 
 # The fast inner loop for contributors (CONTRIBUTING.md): lint, the unit tests, and
 # notebooks 00-02 on the embedded server. make test stays the full suite CI runs.

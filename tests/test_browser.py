@@ -169,6 +169,11 @@ def test_run_all_in_jupyterlab(path: Path, lab: str, browser) -> None:
             page.screenshot(path=SHOTS / f"{path.stem}-dialog.png")
             text = page.locator(".jp-Dialog").inner_text()
             pytest.fail(f"a dialog appeared on opening {path.name}: {text[:300]}")
+        # Opened and not touched, the notebook has nothing to save: closing its tab asks
+        # nothing, and git sees no change (its metadata is what JupyterLab would write).
+        page.wait_for_timeout(500)
+        dirty = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty")
+        assert not dirty, f"{path.name} opens marked unsaved: its metadata differs from lab's"
 
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
