@@ -24,6 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from axe_playwright_python.sync_playwright import Axe
 
 from tutorial_harness import REPO
 from tutorial_harness.book import OUT, SOURCE, repository
@@ -165,6 +166,28 @@ def test_pages_with_charts_show_them(site: str, browser) -> None:
             page.goto(f"{site}/notebooks/{path.stem}.html", wait_until="load")
             report = page.evaluate(PAGE_REPORT_JS)
             assert report["images"] > 0 and not report["brokenImages"], path.name
+    finally:
+        page.close()
+
+
+#: axe-core's rules as it ships them, plus label-content-name-mismatch (an "experimental"
+#: rule, off by default): the icon buttons' names must include their visible text.
+AXE_OPTIONS = {"resultTypes": ["violations"],
+               "rules": {"label-content-name-mismatch": {"enabled": True}}}
+
+
+@pytest.mark.parametrize("name", ["intro", "search", *(f"notebooks/{lesson.path.stem}"
+                                                       for lesson in PAGES)])
+def test_page_has_no_serious_accessibility_violation(name: str, site: str, browser) -> None:
+    """An axe-core audit of every page in Chromium: nothing serious or critical."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{site}/{name}.html", wait_until="load")
+        found = Axe().run(page, options=AXE_OPTIONS).response["violations"]
+        bad = [f"{v['id']} ({v['impact']}, {len(v['nodes'])}×): {v['help']}; e.g. "
+               f"{v['nodes'][0]['html'][:160]}"
+               for v in found if v["impact"] in ("serious", "critical")]
+        assert not bad, "\n".join(bad)
     finally:
         page.close()
 
