@@ -32,8 +32,11 @@ SHELF = text(
     "SELECT a.name, count(b.id), coalesce(sum(b.price_cents), 0) FROM author a "
     "LEFT JOIN book b ON b.author_id = a.id WHERE a.country = :country "
     "GROUP BY a.id, a.name ORDER BY a.name, a.id")
-#: A legacy ``Query`` labels each column with its table's name; a ``select()`` does not.
-QUERY_LABELS = re.compile(r"\b(author|book)\.id AS (author|book)_id\b")
+#: A legacy ``Query`` labels each column with its table's name; a ``select()`` does not
+#: (2.0's selectinload of a many-to-one does, for the related table: only the queried
+#: entity's table tells).
+QUERY_LABELS = re.compile(r"\bauthor\.id AS author_id\b")
+BOOK_QUERY_LABELS = re.compile(r"\bbook\.id AS book_id\b")
 #: ``shelf_report``'s own order: another legacy function's query is not it.
 SHELF_ORDER = re.compile(r"ORDER BY author\.name, author\.id\b")
 #: The lazy loader's statement for one author's books (the parameter on the left).
@@ -208,7 +211,7 @@ async def ex2(answer: Any, *, sessions: Callable[[], AsyncSession],
         (lambda v: read == expected,
          "right books, wrong order: cheapest first by the price before the cut, then by id, "
          "as the legacy query orders them."),
-        (lambda v: not any(QUERY_LABELS.search(s) for s in sql),
+        (lambda v: not any(BOOK_QUERY_LABELS.search(s) for s in sql),
          "a legacy Query ran (its SQL labels columns book.id AS book_id): port it to select() "
          "and run that on the AsyncSession."),
         (lambda v: any(BY_COUNTRY.search(s) for s in selects),
