@@ -129,7 +129,8 @@ async with looped.connect() as conn:   # a pooled connection of this kernel's lo
 await asyncio.to_thread(job)''',
      ["RuntimeError", "a connection made on one event loop, used on another",
       str(explain.OTHER_LOOP)]),
-    ("lost connection", '''lost = create_async_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
+    ("lost connection", '''lost = create_async_engine(os.environ["DATABASE_URL"],
+                           poolclass=NullPool)
 async with lost.connect() as victim, engine.connect() as killer:
     pid = await victim.scalar(text("SELECT pg_backend_pid()"))
     await killer.execute(text(f"SELECT pg_terminate_backend({pid})"))
