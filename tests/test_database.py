@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tutorial_kit import database
-from tutorial_kit.database import DatabaseConfigError, find_database, normalize_url
+from tutorial_kit.database import DatabaseConfigError, find_database, normalize_url, psycopg_url
 
 
 def closed_port() -> int:
@@ -262,3 +262,13 @@ def test_the_probe_runs_once_per_kernel(monkeypatch, password_server) -> None:
     find_database()
     find_database()
     assert engines == [password_server.url], "the second call should not connect again"
+
+
+def test_psycopg_url_keeps_the_server_and_renames_ssl() -> None:
+    url = psycopg_url("postgresql+asyncpg://u:p%40w@h:5433/db?ssl=require")
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "u", "p@w", "h", 5433, "db")
+    assert dict(url.query) == {"sslmode": "require"}
+    socket = psycopg_url("postgresql+asyncpg://postgres:@/postgres?host=/tmp/pg")
+    assert dict(socket.query) == {"host": "/tmp/pg"}

@@ -189,6 +189,21 @@ def normalize_url(raw: str) -> tuple[str, list[str]]:
     return url.render_as_string(hide_password=False), notes
 
 
+def psycopg_url(asyncpg_url: str) -> URL:
+    """The same server, user and database through psycopg 3 (lessons 16 and 18).
+
+    Only the driver part changes, and asyncpg's ``ssl=MODE`` (what ``normalize_url``
+    makes of ``sslmode=``) goes back to libpq's ``sslmode=MODE``: psycopg hands its
+    settings to libpq. ``create_async_engine`` picks psycopg's async dialect for it,
+    ``create_engine`` the sync one.
+    """
+    url = make_url(asyncpg_url).set(drivername="postgresql+psycopg")
+    if "ssl" in url.query:
+        url = url.difference_update_query(["ssl"]).update_query_dict(
+            {"sslmode": url.query["ssl"]})
+    return url
+
+
 def start_embedded(pgdata: Path | None = None) -> str:
     """Start (or reuse) the embedded PostgreSQL and return its asyncpg URL.
 
