@@ -122,6 +122,18 @@ def test_template_sections(path: Path) -> None:
             "the exercises need their '## Exercises' section before the first one")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_imports_cell_loads_the_error_explainer(path: Path) -> None:
+    """``%load_ext tutorial_kit`` (tutorial_kit/explain.py) in the cell after ``## Imports``,
+    so a learner's own MissingGreenlet in any later cell is explained in a few lines."""
+    cells = load(path).cells
+    after = next(i for i, c in enumerate(cells) if c.cell_type == "markdown"
+                 and re.search(r"^## Imports\s*$", c.source, re.M))
+    imports = next(c for c in cells[after + 1:] if c.cell_type == "code")
+    assert re.search(r"^%load_ext tutorial_kit$", imports.source, re.M), (
+        "the imports cell should start with %load_ext tutorial_kit")
+
+
 LAST_LESSON = "This is the last lesson."
 
 
