@@ -1,0 +1,291 @@
+"""Lesson 17 · Work outside the request: the checks of its two exercises.
+
+Exercise 1 installs the learner's background task behind the notebook's
+``POST /ex1/books`` endpoint (its session dependency has ``scope="function"``),
+posts two books in process and judges the notifications committed, which session
+wrote them (never the request's), the connections checked out after each request
+and whether the task's session was closed. Exercise 2 runs the learner's job runner
+in a worker thread with a job of the check's own, which notes its event loop and
+its server process, and judges the rows, the loops, what the pool and asyncio
+logged, the connections kept in a pool after their loop closed and the server
+processes still connected when the runner has returned.
+
+The notebook maps ``Notification`` itself, so the checks read and clean its table
+with plain SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import Engine, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
+
+from tutorial_kit.checks.evidence import Watched, rows, table_name, watch
+from tutorial_kit.connection_slots import connection_slots
+from tutorial_kit.errors import one_line
+from tutorial_kit.exercises import check, describe, unanswered, unavailable
+from tutorial_kit.proc import shorten
+from tutorial_kit.reports import captured
+
+EX1_HINT = ("ex1 should be an async function notify_book(session, maker, book_id) that writes "
+            "the notification in a session of its own, made with maker(), and commits it.")
+EX2_HINT = ("ex2 should be a plain function run_jobs(book_ids, job) that runs "
+            "asyncio.run(job(engine, book_id)) for each id, with an engine whose connections "
+            "never outlive a job's loop.")
+NOTIFICATIONS = text("SELECT book_id, message FROM notification WHERE book_id = ANY(:ids) "
+                     "ORDER BY id")
+DROP_BOOKS = text("DELETE FROM book WHERE id = ANY(:ids)")   # their notifications cascade
+LIVE = text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)")
+TERMINATE = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE pid = ANY(:pids)")
+EX2_INSERT = text("INSERT INTO notification (book_id, message) VALUES (:book_id, :message)")
+EX2_ROWS = text("SELECT book_id FROM notification WHERE message LIKE 'ex2 job %' ORDER BY id")
+EX2_CLEAN = text("DELETE FROM notification WHERE message LIKE 'ex2 job %'")
+EX2_BOOKS = [1, 2, 3, 4]
+#: How long a closed connection's server process may take to go away.
+SETTLE = 1.0
+RUNNER_TIMEOUT = 60.0
+
+
+def writes_notification(statement: Any) -> bool:
+    """True for an INSERT into the notification table, however it was built."""
+    try:
+        sql = " ".join(str(statement).split()).lower()
+    except Exception:   # a statement that cannot be rendered without its dialect
+        return False
+    return sql.startswith("insert into notification")
+
+
+def writer_sessions(log: Watched) -> set[int]:
+    """``hash_key`` of every session that wrote a notification: by a flush, or by executing an
+    INSERT (``session.execute(insert(Notification))``, or SQL text)."""
+    flushed = {key for key, objs in log.flushes
+               if any(table_name(obj) == "notification" for obj in objs)}
+    return flushed | {run.session for run in log.orm if writes_notification(run.statement)}
+
+
+@contextmanager
+def sessions_begun() -> Iterator[dict[int, tuple[Session, Engine]]]:
+    """Every session that begins a transaction in the block, with the engine it began on.
+
+    Held strongly, so a session the learner's code drops unclosed can still be inspected
+    after the block (its identity map says whether it was closed).
+    """
+    begun: dict[int, tuple[Session, Engine]] = {}
+
+    def began(session: Session, _transaction: Any, connection: Any) -> None:
+        begun.setdefault(session.hash_key, (session, connection.engine))
+
+    event.listen(Session, "after_begin", began)
+    try:
+        yield begun
+    finally:
+        event.remove(Session, "after_begin", began)
+
+
+async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], app_engine: AsyncEngine,
+              engine: AsyncEngine) -> None:
+    """A background task that writes a notification in a session of its own.
+
+    The prompt's requirements, one rule each:
+
+    1. an async function, and it runs without raising;
+    2. one notification per new book, ``"new book: <title>"``, committed (read back on
+       a connection of the check's own);
+    3. written through a session of the app's engine (the ``maker`` given) ...
+    4. ... that is not the request's session;
+    5. no connection checked out after each request, and no garbage-collector report;
+    6. the task's session is closed (its identity map is empty again).
+    """
+    if unanswered(1, answer, EX1_HINT):
+        return
+    if not inspect.iscoroutinefunction(answer):
+        check(1, answer, (lambda v: False,
+                          "ex1 should be an async function (async def notify_book(session, "
+                          "maker, book_id)), so the task can await the database."))
+        return
+    titles = [f"Exercise 1 check {secrets.token_hex(3)}" for _ in range(2)]
+    given: list[int] = []          # hash_key of the request's session handed to each task
+    errors: list[str] = []
+    checked_out: list[int] = []
+    ids: list[int] = []
+
+    async def task(session: AsyncSession, maker: Any, book_id: int) -> None:
+        given.append(session.sync_session.hash_key)
+        try:
+            await answer(session, maker, book_id)
+        except Exception as err:   # the learner's error, judged below
+            errors.append(describe(err))
+
+    slot["task"] = task
+    try:
+        with captured("sqlalchemy", "asyncio") as reports:
+            with watch(app_engine) as log, sessions_begun() as begun:
+                transport = httpx.ASGITransport(app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                    for title in titles:
+                        response = await client.post("/ex1/books", params={"title": title})
+                        ids.append(response.json()["id"])
+                        checked_out.append(app_engine.pool.checkedout())
+            writers = {key for key in writer_sessions(log)
+                       if key in begun and begun[key][1] is app_engine.sync_engine}
+            unclosed = sum(1 for key in writers - set(given) if len(begun[key][0].identity_map))
+            log.flushes.clear()            # the objects go, and a leaked session
+            begun.clear()                  # is collected before the block ends
+        written = await rows(engine, NOTIFICATIONS, {"ids": ids})
+    except Exception as err:
+        check(1, answer, unavailable("posting the books", err, EX1_HINT))
+        return
+    finally:
+        slot.pop("task", None)
+        await app_engine.dispose()         # no idle connection left behind by the check
+        if ids:
+            async with engine.begin() as conn:
+                await conn.execute(DROP_BOOKS, {"ids": ids})
+    expected = [(book_id, f"new book: {title}") for book_id, title in zip(ids, titles, strict=True)]
+    gc_reports = [r for r in reports if "garbage collector" in r]
+    check(1, answer,
+          (lambda v: not errors, f"your task raised {errors[0] if errors else ''}. {EX1_HINT}"),
+          (lambda v: written, "no notification was committed: the task's write must be "
+                              "committed in its own session (a session that is closed without "
+                              "commit rolls back; nobody commits it for you)."),
+          (lambda v: written == expected,
+           f"the notifications committed were {written}, expected {expected}: one per new "
+           "book, the message \"new book: \" and the title read from the database."),
+          (lambda v: writers,
+           "the notification was not written through a session of the app's engine: make "
+           "the task's session with the maker it is given."),
+          (lambda v: not writers & set(given),
+           "the notification was written in the request's session, the one the endpoint "
+           "handed you (the dependency had already committed and closed it): open a session "
+           "of your own with maker()."),
+          (lambda v: checked_out == [0, 0] and not gc_reports,
+           f"connections still checked out after each request: {checked_out}"
+           + (" (the garbage collector had to give one back)" if gc_reports else "")
+           + ": the task must close every session it uses, with async with."),
+          (lambda v: unclosed == 0,
+           "the task's session was left open after its commit: close it too (async with "
+           "maker() as session: …), so it holds neither objects nor a connection."))
+
+
+async def _left_connected(engine: AsyncEngine, pids: list[int]) -> list[int]:
+    """Which of ``pids`` are still connected, after giving closed ones :data:`SETTLE` s to go."""
+    deadline = asyncio.get_running_loop().time() + SETTLE
+    while True:
+        async with engine.connect() as conn:
+            live = [pid for (pid,) in await conn.execute(LIVE, {"pids": pids})]
+        if not live or asyncio.get_running_loop().time() > deadline:
+            return live
+        await asyncio.sleep(0.05)
+
+
+def _job_error_hint(errors: Mapping[int, str]) -> str:
+    """What the first failing job raised, and what it usually means."""
+    book_id, said = next(iter(errors.items()))
+    if "different loop" in said or "another operation is in progress" in said:
+        why = ("a pooled connection from an earlier job's loop was used on a new loop: give "
+               "each job connections of its own loop (NullPool, or an engine per job "
+               "disposed inside the job).")
+    elif "does not exist" in said:
+        why = ("make the engine with connect_args=CONNECT_ARGS, so that it finds this "
+               "lesson's tables.")
+    else:
+        why = EX2_HINT
+    return f"job {book_id} raised {shorten(said, 160)}: {why}"
+
+
+async def ex2(answer: Any, *, url: str, engine: AsyncEngine) -> None:
+    """A job runner: one ``asyncio.run()`` per job, no connection outliving its loop.
+
+    The check's ``job(engine, book_id)`` writes one notification, noting its loop, its
+    server process and the engine it was given. The prompt's requirements, one rule each:
+
+    1. a plain function that returns without raising (run in a worker thread);
+    2. every job ran and succeeded: one notification per book id;
+    3. one event loop per job (``asyncio.run()`` each time);
+    4. no connection kept in a pool once the runner has returned (its loop is closed);
+    5. none of the jobs' server processes still connected when the runner has returned;
+    6. nothing logged by SQLAlchemy or asyncio, nothing warned (a closed loop, a
+       coroutine never awaited, a transport the garbage collector found).
+    """
+    if unanswered(2, answer, EX2_HINT):
+        return
+    if not callable(answer) or inspect.iscoroutinefunction(answer):
+        check(2, answer, (lambda v: False,
+                          "ex2 should be a plain function (def, not async def): a worker's "
+                          "main loop that calls asyncio.run() for each job itself."))
+        return
+    seen: list[tuple[int, object, int]] = []     # (book_id, its event loop, server pid)
+    engines: dict[int, AsyncEngine] = {}         # what the jobs were given, kept until judged
+    job_errors: dict[int, str] = {}
+
+    async def job(given: AsyncEngine, book_id: int) -> None:
+        try:
+            engines[id(given)] = given
+            async with AsyncSession(given) as session, session.begin():
+                pid = await session.scalar(text("SELECT pg_backend_pid()"))
+                seen.append((book_id, asyncio.get_running_loop(), pid))
+                await session.execute(EX2_INSERT, {"book_id": book_id,
+                                                   "message": f"ex2 job {book_id}"})
+        except Exception as err:
+            job_errors.setdefault(book_id, one_line(err))   # whole: its end says the most
+            raise
+
+    raised = ""
+    pids: list[int] = []
+    try:
+        async with connection_slots(url, len(EX2_BOOKS)):   # a wrong answer leaves them open
+            try:
+                with captured("sqlalchemy", "asyncio") as reports:
+                    try:
+                        await asyncio.wait_for(asyncio.to_thread(answer, list(EX2_BOOKS), job),
+                                               RUNNER_TIMEOUT)
+                    except Exception as err:
+                        raised = describe(err)
+                    kept = sum(e.pool.checkedin() for e in engines.values()
+                               if isinstance(e.pool, QueuePool))
+                    pids = sorted({pid for _b, _loop, pid in seen})
+                    left = await _left_connected(engine, pids)
+                    loops = len({id(loop) for _b, loop, _pid in seen})   # all still alive
+                    engines.clear()                 # collected before the block ends
+                    seen.clear()
+                written = [book_id for (book_id,) in await rows(engine, EX2_ROWS)]
+            finally:
+                async with engine.begin() as conn:
+                    await conn.execute(EX2_CLEAN)
+                    if pids:                        # whatever the runner left connected
+                        await conn.execute(TERMINATE, {"pids": pids})
+                await _left_connected(engine, pids)
+    except Exception as err:
+        check(2, answer, unavailable("running your job runner", err, EX2_HINT))
+        return
+    check(2, answer,
+          (lambda v: not raised or job_errors,
+           f"run_jobs raised {raised}. {EX2_HINT}"),
+          (lambda v: not job_errors, _job_error_hint(job_errors) if job_errors else ""),
+          (lambda v: sorted(written) == EX2_BOOKS,
+           f"jobs that wrote their notification: {sorted(written)}, expected {EX2_BOOKS}: "
+           "run job(engine, book_id) once for each id."),
+          (lambda v: loops == len(EX2_BOOKS),
+           f"the {len(EX2_BOOKS)} jobs ran on {loops} event loop(s): give each job an "
+           "asyncio.run() of its own, as a framework that calls it for you would."),
+          (lambda v: kept == 0,
+           f"after run_jobs returned, a pool still held {kept} connection(s) opened on a "
+           "loop that is now closed: dispose the engine inside the job, or use NullPool."),
+          (lambda v: not left,
+           f"{len(left)} server connection(s) the jobs opened were still open after run_jobs "
+           "returned: every connection must be closed inside the job that opened it."),
+          (lambda v: not reports,
+           f"the run reported: {reports[0] if reports else ''}. A connection was closed (or "
+           "collected) after the loop it belongs to had closed: close it inside the job."))
+
