@@ -236,7 +236,8 @@ PSYCOPG3 = SetupProblem(
     when="database.normalize_url: the driver is psycopg or psycopg_async",
     problem="DATABASE_URL uses {drivername}:// (psycopg 3). psycopg works with asyncio too, "
             "but these lessons are written for asyncpg: its errors, its prepared statements "
-            "and its connect options are what they show.",
+            "and its connect options are what they show (lesson 16 puts the two drivers "
+            "side by side).",
     fix="Write the same URL with postgresql+asyncpg:// (user, password, host and database "
         "stay as they are).")
 SYNC_DRIVER = SetupProblem(
