@@ -30,7 +30,7 @@ from tutorial_kit.schema import Learner, TutorialSchema, drop_schema, tutorial_s
 #: or, outside its slots, above connection_slots.PER_LEARNER.
 LESSON_PEAKS = {"00": 1, "01": 2, "02": 1, "03": 2, "04": 1, "05": 2, "06": 2, "07": 1,
                 "08": 6, "09": 2, "10": 2, "11": 6, "12": 4, "13": 12, "14": 5, "15": 2,
-                "16": 2, "17": 4, "18": 2}
+                "16": 2, "17": 5, "18": 2}
 #: Shown for schemas from before per-learner names (``tutorial_04``).
 NO_OWNER = "(no learner: older tutorial version)"
 

@@ -17,6 +17,7 @@ with plain SQL.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import secrets
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
 from tutorial_kit.checks.evidence import Watched, rows, table_name, watch
 from tutorial_kit.connection_slots import connection_slots
@@ -52,6 +54,8 @@ EX2_INSERT = text("INSERT INTO notification (book_id, message) VALUES (:book_id,
 EX2_ROWS = text("SELECT book_id FROM notification WHERE message LIKE 'ex2 job %' ORDER BY id")
 EX2_CLEAN = text("DELETE FROM notification WHERE message LIKE 'ex2 job %'")
 EX2_BOOKS = [1, 2, 3, 4]
+#: How long exercise 1's task may run (a leaked connection per request empties the pool).
+TASK_TIMEOUT = 10.0
 #: How long a closed connection's server process may take to go away.
 SETTLE = 1.0
 RUNNER_TIMEOUT = 60.0
@@ -94,7 +98,7 @@ def sessions_begun() -> Iterator[dict[int, tuple[Session, Engine]]]:
 
 
 async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], app_engine: AsyncEngine,
-              engine: AsyncEngine) -> None:
+              engine: AsyncEngine, url: str) -> None:
     """A background task that writes a notification in a session of its own.
 
     The prompt's requirements, one rule each:
@@ -123,32 +127,43 @@ async def ex1(answer: Any, *, app: FastAPI, slot: dict[str, object], app_engine:
     async def task(session: AsyncSession, maker: Any, book_id: int) -> None:
         given.append(session.sync_session.hash_key)
         try:
-            await answer(session, maker, book_id)
+            async with asyncio.timeout(TASK_TIMEOUT):
+                await answer(session, maker, book_id)
+        except TimeoutError:
+            errors.append(f"nothing: it was still running after {TASK_TIMEOUT:.0f} s (waiting "
+                          "for a connection the pool no longer had?)")
         except Exception as err:   # the learner's error, judged below
             errors.append(describe(err))
 
     slot["task"] = task
+    gc.collect()   # what an earlier try left to the collector is reported now, not below
     try:
-        with captured("sqlalchemy", "asyncio") as reports:
-            with watch(app_engine) as log, sessions_begun() as begun:
-                transport = httpx.ASGITransport(app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-                    for title in titles:
-                        response = await client.post("/ex1/books", params={"title": title})
-                        ids.append(response.json()["id"])
-                        checked_out.append(app_engine.pool.checkedout())
-            writers = {key for key in writer_sessions(log)
-                       if key in begun and begun[key][1] is app_engine.sync_engine}
-            unclosed = sum(1 for key in writers - set(given) if len(begun[key][0].identity_map))
-            log.flushes.clear()            # the objects go, and a leaked session
-            begun.clear()                  # is collected before the block ends
+        # The app's pool lends up to 4 (a wrong answer keeps one per request), plus the check's.
+        async with connection_slots(url, 4):
+            with captured("sqlalchemy", "asyncio") as reports:
+                with watch(app_engine) as log, sessions_begun() as begun:
+                    client = httpx.AsyncClient(transport=httpx.ASGITransport(app),
+                                               base_url="http://app")
+                    async with client:
+                        for title in titles:
+                            response = await client.post("/ex1/books", params={"title": title})
+                            ids.append(response.json()["id"])
+                            checked_out.append(app_engine.pool.checkedout())
+                writers = {key for key in writer_sessions(log)
+                           if key in begun and begun[key][1] is app_engine.sync_engine}
+                unclosed = sum(1 for key in writers - set(given) if len(begun[key][0].identity_map))
+                for session, _engine in begun.values():   # what the answer left open, and no more
+                    if session.in_transaction():
+                        await greenlet_spawn(session.close)
+                log.flushes.clear()
+                begun.clear()
+                await app_engine.dispose()     # its idle connections too, before the slots go
         written = await rows(engine, NOTIFICATIONS, {"ids": ids})
     except Exception as err:
         check(1, answer, unavailable("posting the books", err, EX1_HINT))
         return
     finally:
         slot.pop("task", None)
-        await app_engine.dispose()         # no idle connection left behind by the check
         if ids:
             async with engine.begin() as conn:
                 await conn.execute(DROP_BOOKS, {"ids": ids})
@@ -245,6 +260,7 @@ async def ex2(answer: Any, *, url: str, engine: AsyncEngine) -> None:
     pids: list[int] = []
     try:
         async with connection_slots(url, len(EX2_BOOKS)):   # a wrong answer leaves them open
+            gc.collect()   # an earlier try's garbage is reported now, not in this run
             try:
                 with captured("sqlalchemy", "asyncio") as reports:
                     try:
