@@ -270,7 +270,9 @@ def render(err: BaseException, tb: TracebackType | None,
     if found is None:
         return None
     where = cell_line(tb, cell_name)
-    lines = [f"\x1b[0;31m{one_line(err)}\x1b[0m",
+    # Plain text, no ANSI colour: the book shows lesson 04's copy of it, where IPython's
+    # red fails the contrast an accessible page needs.
+    lines = [one_line(err),
              f"What: {found.what}.",
              f"Why: {found.why}",
              *([f"Where: {where}"] if where else []),
