@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import nbformat
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
+from docutils.nodes import make_id
 
 from tutorial_harness import REPO
 from tutorial_harness.book import OUT, SOURCE, repository
@@ -176,7 +178,7 @@ AXE_OPTIONS = {"resultTypes": ["violations"],
                "rules": {"label-content-name-mismatch": {"enabled": True}}}
 
 
-@pytest.mark.parametrize("name", ["intro", "search", *(f"notebooks/{lesson.path.stem}"
+@pytest.mark.parametrize("name", ["intro", "search", "errors", *(f"notebooks/{lesson.path.stem}"
                                                        for lesson in PAGES)])
 def test_page_has_no_serious_accessibility_violation(name: str, site: str, browser) -> None:
     """An axe-core audit of every page in Chromium: nothing serious or critical."""
@@ -201,6 +203,83 @@ def test_search_finds_expire_on_commit(site: str, browser) -> None:
             timeout=30_000)
         hits = page.locator("#search-results li a").all_inner_texts()
         assert any("expire_on_commit" in h for h in hits), hits
+    finally:
+        page.close()
+
+
+ERROR_INDEX = REPO / "book" / "errors.md"
+ENTRY = re.compile(r"^## (?P<title>.+?)\n(?P<body>.*?)(?=^## |\Z)", re.M | re.S)
+MESSAGE = re.compile(r"^\*\*Message:\*\* `(?P<message>[^`]+)`", re.M)
+WHERE = re.compile(r"^\*\*(?P<kind>Reproduced|Source quoted) in:\*\* \[[^\]]+\]"
+                   r"\(\.\./notebooks/(?P<file>[^)#]+)#(?P<anchor>(?:[^()\s]|\([^()\s]*\))+)\)",
+                   re.M)   # an anchor may hold balanced parentheses: #…-asyncio.run()-per-job
+
+
+def error_index() -> list[dict[str, str]]:
+    """book/errors.md's entries: title, message, where (Reproduced/Source quoted), file, anchor."""
+    entries = []
+    for entry in ENTRY.finditer(ERROR_INDEX.read_text()):
+        message, where = MESSAGE.search(entry["body"]), WHERE.search(entry["body"])
+        assert message and where, f"book/errors.md, {entry['title']}: needs **Message:** and a link"
+        entries.append({"title": entry["title"].strip(), "message": message["message"],
+                        **where.groupdict()})
+    return entries
+
+
+def _output_text(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif "data" in out:
+                parts.append(str(out.data.get("text/plain", "")))
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(parts))
+
+
+def test_error_index_lists_25_errors_each_reproduced(site: str) -> None:
+    """Every entry's message (its parts between "…") is in the executed output of the lesson it
+    links, and the link goes to a heading of that lesson's page. A source-quoted entry (the
+    Windows-only one) is checked against the source the lesson prints."""
+    entries = error_index()
+    assert len(entries) == 25, [e["title"] for e in entries]
+    assert sum(e["kind"] == "Reproduced" for e in entries) >= 24
+    registered = {lesson.path.name for lesson in PAGES}
+    index = (OUT / "errors.html").read_text()
+    for entry in entries:
+        assert entry["file"] in registered, entry
+        executed = SOURCE / "notebooks" / entry["file"]
+        text = _output_text(nbformat.read(executed, as_version=4))
+        message = entry["message"]
+        if entry["kind"] == "Source quoted":
+            text = re.sub(r'"\s*\n\s*"', "", text)          # Python's implicit concatenation
+            message = message.split(": ", 1)[1]               # the source has no class name
+        for part in filter(None, (p.strip() for p in message.split("…"))):
+            assert part in text, f"{entry['title']}: {part!r} not in {entry['file']}'s outputs"
+        # Sphinx writes the heading's anchor as a docutils id (lower case, hyphens), and
+        # the link as it resolved it.
+        page = entry["file"].replace(".ipynb", ".html")
+        anchor = make_id(entry["anchor"])
+        html = (OUT / "notebooks" / page).read_text()
+        assert f'id="{anchor}"' in html, f"{entry['title']}: {page} has no #{anchor}"
+        assert f'href="notebooks/{page}#{anchor}"' in index, f"{entry['title']}: link"
+
+
+@pytest.mark.parametrize("entry", error_index()[:5], ids=lambda e: e["title"][:40])
+def test_search_lists_the_index_or_the_lesson_first(entry: dict[str, str], site: str,
+                                                     browser) -> None:
+    """The site's search for one of the five most reported messages: its first result is
+    the error index or the lesson that reproduces the error."""
+    query = entry["title"].strip("`")
+    page = browser.new_page()
+    try:
+        page.goto(f"{site}/search.html?q={urllib.parse.quote(query)}", wait_until="load")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#search-results li').length > 0",
+            timeout=30_000)
+        first = page.locator("#search-results li a").first.get_attribute("href") or ""
+        lesson = entry["file"].replace(".ipynb", ".html")
+        assert first.split("#")[0].endswith(("errors.html", lesson)), (query, first)
     finally:
         page.close()
 
@@ -261,7 +340,8 @@ def test_where_to_start_links_each_lesson_it_names() -> None:
     to notebooks the registry lists (a bare "lesson 04" is a dead end on the site)."""
     intro = (REPO / "book" / "intro.md").read_text()
     section = intro.split("## Where to start", 1)[1].split("\n## ", 1)[0]
-    by_file = {f"notebooks/{lesson.path.name}": lesson.title for lesson in PAGES}
+    by_file = {f"../notebooks/{lesson.path.name}": lesson.title for lesson in PAGES}
+    by_file["errors.md"] = "Find your error"
     links = re.findall(r"\[([^\]]+)\]\(([^)]+)\)", section)
     assert links, "book/intro.md's Where to start links no lesson"
     for text, target in links:

@@ -5,7 +5,10 @@
 1. Every notebook in book/_toc.yml is executed in a fresh kernel against the
    tutorial's PostgreSQL, found the usual way (DATABASE_URL, else compose, else
    the embedded server). A notebook with an error output fails the build.
-2. In each executed copy, links to repository files outside the book
+2. The pages in book/ (``intro.md``, ``errors.md``) link the lessons as
+   ``../notebooks/…``, which is right in a clone; in the book's source the executed
+   notebooks sit beside them, so the copies link ``notebooks/…``.
+   In each executed copy, links to repository files outside the book
    (``../docs/…``) point at the repository instead. The committed notebooks are
    not touched. Launching on Binder, the repository and downloading the notebook
    are the theme's own header buttons, configured in book/_config.yml.
@@ -91,6 +94,10 @@ def main(argv: list[str]) -> int:
 
     shutil.rmtree(SOURCE, ignore_errors=True)
     shutil.copytree(BOOK, SOURCE)
+    for page in SOURCE.glob("*.md"):
+        # book/*.md link lessons as ../notebooks/…, right in a clone (and on GitHub); in
+        # the book's source the executed notebooks sit beside the pages.
+        page.write_text(page.read_text().replace("](../notebooks/", "](notebooks/"))
     paths = notebook_paths()
     missing = [p.name for p in paths if not p.exists()]
     if missing:

@@ -12,7 +12,9 @@ three lesson tables show (the notebook's own first line may say more)::
     - file: notebooks/04_eager_loading
       title: 04 · Eager loading compared
 
-A lesson's number is its file name's prefix; the title starts with it.
+A lesson's number is its file name's prefix; the title starts with it. The lessons are
+the part captioned ``Lessons``; a later part (``Reference``: the error index) holds pages
+that are not lessons.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 from tutorial_harness import REPO
 
 TOC = REPO / "book" / "_toc.yml"
+LESSONS_CAPTION = "Lessons"   # the part of the table of contents that is the registry
 # A chapter of the table of contents, as Jupyter Book writes it: no suffix.
 CHAPTER = re.compile(r"^notebooks/(?P<number>\d\d)_[a-z0-9_]+$")
 
@@ -38,10 +41,12 @@ class Lesson:
 
 
 def lessons() -> list[Lesson]:
-    """Every chapter of book/_toc.yml, in its order; each must be a lesson notebook."""
+    """Every chapter of book/_toc.yml's Lessons part, in order; each must be a lesson."""
     toc = yaml.safe_load(TOC.read_text())
     found = []
     for part in toc["parts"]:
+        if part.get("caption") != LESSONS_CAPTION:
+            continue
         for chapter in part["chapters"]:
             match = CHAPTER.match(chapter["file"])
             title = chapter.get("title", "")
