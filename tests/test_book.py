@@ -99,7 +99,7 @@ def _title(path: Path) -> str:
 
 # The header buttons as sphinx-book-theme 1.3 renders them (theme/…/macros/buttons.html):
 # the launch group's links, the repository button, and the download group's links.
-PAGE_REPORT_JS = """() => {
+PAGE_REPORT_JS = r"""() => {
   const outputs = document.querySelectorAll('.cell_output .output, .cell_output img');
   const imgs = [...document.querySelectorAll('.cell_output img')];
   const details = [...document.querySelectorAll('details')];
@@ -108,6 +108,8 @@ PAGE_REPORT_JS = """() => {
     outputs: outputs.length,
     images: imgs.length,
     brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+    // A chart's text alternative says what it shows, not its file name (MyST-NB's default).
+    noAltText: imgs.filter(i => !i.alt || /\.(png|jpe?g|svg)$/.test(i.alt)).map(i => i.src),
     openDetails: details.filter(d => d.open).map(d => d.innerText.slice(0, 80)),
     solutions: details.filter(d => /Solution/.test(d.querySelector('summary')?.innerText || ''))
       .length,
@@ -137,6 +139,8 @@ def test_page(lesson: Lesson, site: str, browser) -> None:
         assert report["sidebar"] == lesson.title, f"the sidebar says {report['sidebar']!r}"
         assert report["outputs"] > 0, "no executed output on the page"
         assert not report["brokenImages"], f"images that did not load: {report['brokenImages']}"
+        assert not report["noAltText"], (
+            f"charts without a text alternative (mystnb.image.alt): {report['noAltText']}")
         assert not report["openDetails"], f"open by default: {report['openDetails']}"
         assert report["searchBoxes"] == 1, f"{report['searchBoxes']} search boxes shown"
         assert not report["cutOutputs"], f"outputs cut at the edge: {report['cutOutputs']}"
