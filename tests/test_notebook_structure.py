@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
 
 from tutorial_harness import REPO
 from tutorial_harness.lessons import lessons
@@ -97,6 +98,11 @@ def test_committed_without_outputs(path: Path) -> None:
 def test_kernelspec_python3(path: Path) -> None:
     spec = load(path).metadata.get("kernelspec", {})
     assert spec.get("name") == "python3", "JupyterLab would ask the reader to pick a kernel"
+    # JupyterLab writes the running kernel's spec into the notebook; any difference marks
+    # a notebook that was only opened as unsaved (tests/test_browser.py checks that too).
+    installed = KernelSpecManager().get_kernel_spec("python3")
+    assert spec == {"display_name": installed.display_name, "language": installed.language,
+                    "name": "python3"}, f"kernelspec should be ipykernel's own: {spec}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
