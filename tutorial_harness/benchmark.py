@@ -94,7 +94,7 @@ def main() -> int:
     book_s = None
     if args.book:
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(Path(__file__).with_name("build_book.py"))],
+        subprocess.run([sys.executable, "-m", "tutorial_harness.book"],
                        check=True, stdout=subprocess.DEVNULL)
         book_s = time.perf_counter() - start
 
