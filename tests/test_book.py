@@ -70,6 +70,9 @@ def site(embedded_pgdata: Path) -> Iterator[str]:
                            env=kernel_env(TUTORIAL_PGDATA=str(embedded_pgdata)), cwd=REPO,
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    # A quiet build: the kernels talk over Unix sockets (tutorial_harness/runner.py), so
+    # none logs "Kernel is running over TCP without encryption".
+    assert "without encryption" not in build.stdout + build.stderr
     handler = functools.partial(_QuietHandler, directory=str(OUT))
     server = http.server.ThreadingHTTPServer((LOOPBACK, free_port()), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -137,6 +137,13 @@ async with lost.connect() as victim, engine.connect() as killer:
     await asyncio.sleep(0.2)
     await victim.execute(text("SELECT 1"))''',
      ["the connection to PostgreSQL", "make db", str(explain.LOST_CONNECTION)]),
+    # A stopped server removes its socket file: connecting is a bare FileNotFoundError.
+    ("server gone", '''gone = create_async_engine("postgresql+asyncpg://postgres@/postgres"
+                           "?host=/tmp/tutorial-explain-no-server")
+async with gone.connect() as conn:
+    await conn.execute(text("SELECT 1"))''',
+     ["FileNotFoundError", "the connection to PostgreSQL", "make db",
+      str(explain.LOST_CONNECTION)]),
 ]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -199,10 +200,18 @@ def _text(err: BaseException) -> str:
     return str(err).lower()
 
 
-def _lost_connection(err: BaseException) -> bool:
+def _from_asyncpg(tb: TracebackType | None) -> bool:
+    """True if the traceback runs through asyncpg's own code (its connect, its protocol)."""
+    return any(f"{os.sep}asyncpg{os.sep}" in frame.f_code.co_filename for frame, _ in _frames(tb))
+
+
+def _lost_connection(err: BaseException, tb: TracebackType | None) -> bool:
     if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
         return True
     if isinstance(err, ConnectionRefusedError | ConnectionResetError):
+        return True
+    # A stopped server's socket file is gone: connecting raises a bare FileNotFoundError.
+    if isinstance(err, OSError) and _from_asyncpg(tb):
         return True
     said = _text(err)
     return any(words in said for words in (
@@ -252,7 +261,7 @@ def explain(err: BaseException, tb: TracebackType | None) -> Explanation | None:
             "asyncio.run() per call, a thread, or a test's own loop is another loop.",
             "await engine.dispose() before the loop ends, create the engine on the loop "
             "that uses it, or use poolclass=NullPool.", OTHER_LOOP)
-    if _lost_connection(err):
+    if _lost_connection(err, tb):
         return Explanation(
             "the connection to PostgreSQL: the server closed it, or is not running",
             "the server stopped or restarted (make stop, a reboot), or it ended this "
