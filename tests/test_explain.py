@@ -30,7 +30,8 @@ from sqlalchemy import ForeignKey, String, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, load_only
+from sqlalchemy.orm import (DeclarativeBase, Mapped, load_only, mapped_column, relationship,
+                            selectinload)
 
 class Base(DeclarativeBase):
     pass
@@ -137,6 +138,13 @@ async with lost.connect() as victim, engine.connect() as killer:
     await asyncio.sleep(0.2)
     await victim.execute(text("SELECT 1"))''',
      ["the connection to PostgreSQL", "make db", str(explain.LOST_CONNECTION)]),
+    # Loaded by the query, then unloaded by commit(): not a lazy load to fix with a loader.
+    ("unloaded by commit", '''async with Session() as s:
+    shelf = await s.scalar(select(Shelf).options(selectinload(Shelf.jars)))
+    await s.commit()
+    len(shelf.jars)''',
+     ["Shelf.jars, a relationship unloaded when its object was expired as a whole",
+      "expire_on_commit=False", str(explain.EXPIRED_ON_COMMIT)]),
     # A stopped server removes its socket file: connecting is a bare FileNotFoundError.
     ("server gone", '''gone = create_async_engine("postgresql+asyncpg://postgres@/postgres"
                            "?host=/tmp/tutorial-explain-no-server")
@@ -156,11 +164,17 @@ def explained(embedded_pgdata: Path) -> nbformat.NotebookNode:
                 *(nbformat.v4.new_code_cell(cell) for _, cell, _ in CASES),
                 nbformat.v4.new_code_cell("%tb"),
                 nbformat.v4.new_code_cell("1 / 0"),
+                # asyncpg's command_timeout is a TimeoutError (an OSError): not a lost server.
+                nbformat.v4.new_code_cell(
+                    'timed = create_async_engine(os.environ["DATABASE_URL"], poolclass=NullPool,\n'
+                    '                            connect_args={"command_timeout": 0.1})\n'
+                    'async with timed.connect() as conn:\n'
+                    '    await conn.execute(text("SELECT pg_sleep(1)"))'),
                 nbformat.v4.new_code_cell(
                     f'async with engine.begin() as conn:\n'
                     f'    await conn.execute(text("DROP SCHEMA {schema} CASCADE"))\n'
                     f'await engine.dispose()\n'
-                    f'for other in (busy, looped, lost):\n'
+                    f'for other in (busy, looped, lost, gone, timed):\n'
                     f'    await other.dispose()')]
     path = REPO / "build" / "explain-test.ipynb"
     path.parent.mkdir(exist_ok=True)
@@ -207,6 +221,8 @@ def test_tb_shows_the_full_traceback(explained: nbformat.NotebookNode) -> None:
 def test_other_errors_keep_their_traceback(explained: nbformat.NotebookNode) -> None:
     text = "\n".join(_error(explained.cells[len(CASES) + 2]))
     assert "ZeroDivisionError" in text and "What:" not in text
+    timeout = "\n".join(_error(explained.cells[len(CASES) + 3]))
+    assert "Timeout" in timeout and "What:" not in timeout, timeout
 
 
 def test_cleanup_ran(explained: nbformat.NotebookNode) -> None:

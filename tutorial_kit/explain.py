@@ -153,35 +153,47 @@ def _attribute_kind(read: Read, detached: bool) -> Explanation:
     key = read.attribute.key
     closed = ("its session is closed or the object was expunged, so nothing can load it"
               if detached else "async code cannot do IO behind an attribute access")
-    if isinstance(prop, RelationshipProperty):
-        note = (" (and its object was expired as a whole, as commit() does)"
-                if state.expired else "")
+    whole = (" as commit() does with expire_on_commit=True (the default), and rollback() "
+             "and expire_all() too")
+    if isinstance(prop, RelationshipProperty) and state.expired:
+        # Loaded once (selectinload, say), then unloaded when the object was expired.
         return Explanation(
-            f"{read.name}, a lazy load of a relationship (lazy={prop.lazy!r}){note}",
+            f"{read.name}, a relationship unloaded when its object was expired as a whole,"
+            f"{whole}",
+            f"reading it would load it again, and {closed}.",
+            "if commit() expired it: async_sessionmaker(..., expire_on_commit=False); "
+            f"otherwise await session.refresh(obj, [{key!r}]) before reading.",
+            DETACHED if detached else EXPIRED_ON_COMMIT)
+    if isinstance(prop, RelationshipProperty):
+        return Explanation(
+            f"{read.name}, a lazy load of a relationship (lazy={prop.lazy!r})",
             f"the collection or object was not loaded, and {closed}.",
-            f"load it with the query (selectinload({read.name})), or "
+            "load it with the query: a loader option on the path that reaches it "
+            f"(selectinload({read.name}) when you select {read.attribute.class_.__name__}, "
+            "chained after the relationship that leads there otherwise), or "
             f"await obj.awaitable_attrs.{key} while the session is open.",
             DETACHED if detached else LAZY)
     if key in state.expired_attributes and state.expired:
         return Explanation(
-            f"{read.name}, an expired attribute: the whole object was expired, as "
-            "commit() does with expire_on_commit=True (the default), and rollback()",
+            f"{read.name}, an expired attribute: the whole object was expired,{whole}",
             f"reading it would reload the row, and {closed}.",
-            "async_sessionmaker(..., expire_on_commit=False), or await "
-            "session.refresh(obj) before reading.",
+            "if commit() expired it: async_sessionmaker(..., expire_on_commit=False); "
+            "otherwise await session.refresh(obj) before reading.",
             DETACHED if detached else EXPIRED_ON_COMMIT)
     if key in state.expired_attributes and isinstance(prop, ColumnProperty) \
             and _server_computed(prop):
         return Explanation(
-            f"{read.name}, a value the database computes (a server default or onupdate) "
-            "that the flush did not fetch back",
-            f"the ORM expired it after the flush, and {closed}.",
+            f"{read.name}, a value the database computes (a server default or onupdate), "
+            "expired and not loaded again",
+            "a flush expires such a value unless the mapper fetches it back (or "
+            f"session.expire() did), and {closed}.",
             "eager_defaults=True in the mapper (it comes back with RETURNING), or await "
-            "session.refresh(obj, [...]).",
+            f"session.refresh(obj, [{key!r}]).",
             SERVER_VALUE)
     if key in state.expired_attributes:
         return Explanation(
-            f"{read.name}, an expired attribute (session.expire(obj, [...]) or refresh)",
+            f"{read.name}, an expired attribute: expired by session.expire(), by a refresh, "
+            "or by a flush that sent a SQL expression for it",
             f"reading it would reload it, and {closed}.",
             f"await session.refresh(obj, [{key!r}]) before reading it.", EXPIRED)
     if isinstance(prop, ColumnProperty) and prop.deferred:
@@ -211,7 +223,9 @@ def _lost_connection(err: BaseException, tb: TracebackType | None) -> bool:
     if isinstance(err, ConnectionRefusedError | ConnectionResetError):
         return True
     # A stopped server's socket file is gone: connecting raises a bare FileNotFoundError.
-    if isinstance(err, OSError) and _from_asyncpg(tb):
+    # (Not every OSError: asyncpg's command_timeout is a TimeoutError, and a misspelt host
+    # a socket.gaierror; neither means the server went away.)
+    if isinstance(err, FileNotFoundError) and _from_asyncpg(tb):
         return True
     said = _text(err)
     return any(words in said for words in (
