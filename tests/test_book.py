@@ -201,17 +201,23 @@ def test_page_has_no_serious_accessibility_violation(name: str, site: str, brows
         page.close()
 
 
-def test_search_finds_expire_on_commit(site: str, browser) -> None:
+def search(browser, site: str, query: str) -> list[tuple[str, str]]:
+    """The site's search results for ``query``, in order: (text, href) of each."""
     page = browser.new_page()
     try:
-        page.goto(f"{site}/search.html?q=expire_on_commit", wait_until="load")
+        page.goto(f"{site}/search.html?q={urllib.parse.quote(query)}", wait_until="load")
         page.wait_for_function(
             "() => document.querySelectorAll('#search-results li').length > 0",
             timeout=30_000)
-        hits = page.locator("#search-results li a").all_inner_texts()
-        assert any("expire_on_commit" in h for h in hits), hits
+        links = page.locator("#search-results li a")
+        return [(link.inner_text(), link.get_attribute("href") or "") for link in links.all()]
     finally:
         page.close()
+
+
+def test_search_finds_expire_on_commit(site: str, browser) -> None:
+    hits = search(browser, site, "expire_on_commit")
+    assert any("expire_on_commit" in text for text, _ in hits), hits
 
 
 ERROR_INDEX = REPO / "book" / "errors.md"
@@ -278,17 +284,9 @@ def test_search_lists_the_index_or_the_lesson_first(entry: dict[str, str], site:
     """The site's search for one of the five most reported messages: its first result is
     the error index or the lesson that reproduces the error."""
     query = entry["title"].strip("`")
-    page = browser.new_page()
-    try:
-        page.goto(f"{site}/search.html?q={urllib.parse.quote(query)}", wait_until="load")
-        page.wait_for_function(
-            "() => document.querySelectorAll('#search-results li').length > 0",
-            timeout=30_000)
-        first = page.locator("#search-results li a").first.get_attribute("href") or ""
-        lesson = entry["file"].replace(".ipynb", ".html")
-        assert first.split("#")[0].endswith(("errors.html", lesson)), (query, first)
-    finally:
-        page.close()
+    _, first = search(browser, site, query)[0]
+    lesson = entry["file"].replace(".ipynb", ".html")
+    assert first.split("#")[0].endswith(("errors.html", lesson)), (query, first)
 
 
 def test_pages_workflow_validates() -> None:
